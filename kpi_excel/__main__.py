@@ -1,0 +1,3 @@
+from kpi_excel.cli import main
+
+raise SystemExit(main())

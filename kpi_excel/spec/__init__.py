@@ -1,0 +1,1 @@
+"""Form templates: the model (no I/O), the YAML loader, text rendering and lint."""
