@@ -145,7 +145,8 @@ def build_rule(ind: m.Indicator, name: Name) -> Node | None:
         return None
     if isinstance(rule, m.LinearRule):
         xn, needs = x_node(rule.x, name, ind.inputs)
-        core = BinOp("+", num(rule.base), BinOp("*", BinOp("-", xn, num(rule.pivot)), num(rule.slope)))
+        delta = xn if rule.pivot == 0 else BinOp("-", xn, num(rule.pivot))
+        core = BinOp("+", num(rule.base), BinOp("*", delta, num(rule.slope)))
         core = _on_zero(rule.x, name, report(_clamp(core, rule.min, rule.max)))
     elif isinstance(rule, m.TiersRule):
         xn, needs = x_node(rule.x, name, ind.inputs)

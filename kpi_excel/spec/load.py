@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import re
+
 import yaml
 from pydantic import ValidationError
 
@@ -12,6 +14,21 @@ from kpi_excel.errors import Problem, SpecError
 from kpi_excel.spec.model import Form
 
 __all__ = ["load_form", "load_form_text", "builtin_dir", "builtin_forms", "find_template"]
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.2 booleans: only true/false. PyYAML's YAML 1.1 reads yes/no/on/off as
+    booleans, so a rule's ``yes: 5`` would silently become ``True: 5``."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    k: [(tag, rx) for tag, rx in v if tag != "tag:yaml.org,2002:bool"]
+    for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
 
 _HINTS = {
     "missing": "缺少必填项，请补上",
@@ -75,8 +92,8 @@ def _path(loc: tuple[Any, ...], data: Any) -> str:
 def load_form_text(text: str, source: str = "<template>") -> Form:
     """Parse and validate a template; raise :class:`SpecError` with located problems."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
@@ -117,7 +134,7 @@ def builtin_forms() -> dict[str, Path]:
     """Built-in template id -> path, in file-name order."""
     out: dict[str, Path] = {}
     for p in sorted(builtin_dir().glob("*.yaml")):
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+        data = yaml.load(p.read_text(encoding="utf-8"), Loader=_Loader)  # noqa: S506
         if isinstance(data, dict) and "id" in data:
             out[str(data["id"])] = p
     return out
