@@ -10,20 +10,42 @@ Python that can, exchanging JSON files. This module owns the soffice processes: 
 per batch of at most 200 files, each with its own fresh profile directory and pipe
 name, started in its own process group and stopped by that pid/group only.
 
-Measured costs (LibreOffice 7.4, Debian 12, 2 cores; small 3-sheet workbooks):
+Measured costs (LibreOffice 7.4.7 from Debian 12, 2 cores; tiny 2-sheet workbooks):
 
-* soffice start with a fresh profile until the UNO bridge answers: ~2.5-3.5 s
-  (plus ~0.5 s to quit); a whole 1-file ``recalc`` call is ~4 s wall-clock.
+* soffice start with a fresh profile until the UNO bridge answers: ~1.0-1.3 s;
+  quitting it ~0.1 s. A whole 1-file ``recalc`` call: ~1.4-1.7 s.
 * per file in a batch (load hidden + fill + calculateAll + store xlsx + read back):
-  ~0.05-0.15 s.
-* ``convert_pdf``: ~3 s for the first file (start + profile), then ~0.1-0.2 s/file.
+  ~0.2 s for the first file (warm-up), then ~0.07-0.08 s. 50 files: ~5.5 s,
+  200 files: ~16 s (one soffice).
+* ``convert_pdf``: ~1.5 s for one file, ~3.5 s for 50.
 
-So batch: 100 small forms recalc in roughly 15 s, not 100 x 4 s.
+So always batch: 200 forms in one call cost ~16 s, not 200 x 1.5 s.
+
+LibreOffice behaviour worth knowing (checked by tests/test_lo_harness.py):
+
+* xlsx files are NOT recalculated on load (OOXMLRecalcMode default "never"): stale
+  cached ``<v>`` values are shown and printed (``--convert-to pdf`` renders them) until
+  ``calculateAll()``; formula cells with no cached value (openpyxl output) are computed.
+* ``setString`` never parses: "八十" and "80" stay text. Like Excel, ``="80"*1`` is 80
+  and ``="八十"*1`` is #VALUE!.
+* A formula returning "" reads back as "" (a text result), an empty cell as None,
+  TRUE/FALSE as 1.0/0.0; errors are Excel-spelled ("#DIV/0!", "#NAME?", "#N/A").
+* The UNO API ignores sheet protection: a fill into a locked cell is written. Saving
+  keeps protection, unlocked styles and defined names.
+* Headless LibreOffice swallows Basic runtime errors (``invoke()`` returns normally);
+  see :func:`run_macro` for how they are trapped. An XlsxWriter ``insert_button`` is
+  imported as a form CommandButton; its macro binding survives only if the file has
+  a vbaProject.bin (it then reads ``VBAProject.Module1.<macro>``). Files that
+  LibreOffice saved keep vbaProject.bin, but their buttons are rewritten (x14
+  ``<controls>`` plus a zero-size drawing anchor) and LibreOffice itself no longer
+  finds them on reopening: treat saved copies as oracle output, never as deliverables.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import hashlib
 import json
 import os
 import shutil
@@ -33,7 +55,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import lru_cache
@@ -53,7 +75,8 @@ __all__ = [
     "run_macro",
 ]
 
-#: Most files handed to one soffice process (soffice silently gives up past ~250).
+#: Most files handed to one soffice process (``--convert-to`` is known to stop silently,
+#: still exiting 0, after ~250 files).
 BATCH_LIMIT = 200
 
 _WORKER = Path(__file__).with_name("_lo_worker.py")
@@ -109,7 +132,7 @@ class Result:
     ``values[name]`` is a float (number), str (text; a formula giving "" reads as ""),
     None (empty cell) or, for a formula error, the Excel spelling such as "#DIV/0!",
     which is then also in ``errors[name]``. A fill or read that failed (unknown name)
-    is in ``errors`` too. ``error`` is set when the whole file failed (could not be
+    is in ``errors`` too, as "fill failed: ..." / "read failed: ...". ``error`` is set when the whole file failed (could not be
     loaded or saved, or LibreOffice crashed on it); ``out`` is None then.
     """
 
@@ -122,7 +145,8 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.error is None and not self.errors
+        """The file was loaded, recalculated and saved (see ``errors`` per name)."""
+        return self.error is None
 
 
 # ---------------------------------------------------------------- discovery
@@ -216,7 +240,35 @@ def _new_profile() -> Path:
     profile = Path(tempfile.mkdtemp(prefix="kpi_lo_profile_"))
     (profile / "user").mkdir()
     (profile / "user" / "registrymodifications.xcu").write_text(_PROFILE_XCU, encoding="utf-8")
+    (profile / "tmp").mkdir()
     return profile
+
+
+def _soffice_env(profile: Path) -> dict[str, str]:
+    """soffice's environment: its temp files (lu*.tmp) go inside the profile dir, so
+    they go with it even when soffice had to be killed."""
+    env = _clean_env()
+    env["TMPDIR"] = str(profile / "tmp")
+    return env
+
+
+def _remove_profile(profile: Path, pipe: str | None = None) -> None:
+    """Delete a profile dir and the socket files a killed soffice leaves in /tmp.
+
+    soffice makes ``OSL_PIPE_<uid>_SingleOfficeIPC_<md5>`` per profile (md5 of the
+    profile URL as UTF-16LE, bytes printed in unpadded hex) and one per ``--accept``
+    pipe; it removes them on a clean exit only. Both names are ours alone.
+    """
+    shutil.rmtree(profile, ignore_errors=True)
+    digest = hashlib.md5(profile.as_uri().encode("utf-16-le")).digest()  # noqa: S324
+    names = ["SingleOfficeIPC_" + "".join(format(b, "x") for b in digest)]
+    if pipe:
+        names.append(pipe)
+    uid = os.getuid() if hasattr(os, "getuid") else 0
+    for tmp in {tempfile.gettempdir(), "/tmp"}:
+        for name in names:
+            with contextlib.suppress(OSError):
+                Path(tmp, f"OSL_PIPE_{uid}_{name}").unlink(missing_ok=True)
 
 
 def _stop(proc: subprocess.Popen, grace: float) -> None:
@@ -234,10 +286,8 @@ def _stop(proc: subprocess.Popen, grace: float) -> None:
     for sig, wait in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 10.0)):
         if proc.returncode is not None:
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            pass
         try:
             proc.wait(timeout=wait)
             return
@@ -254,6 +304,8 @@ class _Office:
         self.pipe = f"kpi_lo_{os.getpid()}_{uuid.uuid4().hex[:12]}"
         self.log_path = self.profile / "soffice.log"
         self.proc: subprocess.Popen | None = None
+        #: seconds to wait for soffice to quit on its own before killing it
+        self.grace = 10.0
 
     def __enter__(self) -> _Office:
         try:
@@ -275,7 +327,7 @@ class _Office:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env=_clean_env(),
+                env=_soffice_env(self.profile),
             )
         except BaseException:
             self.__exit__(None, None, None)
@@ -288,23 +340,37 @@ class _Office:
         except OSError:
             return ""
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: object, *exc: object) -> None:
         if self.proc is not None:
-            # the worker asked soffice to terminate(); give it a moment, then kill
-            _stop(self.proc, grace=10.0)
+            # normally the worker asked soffice to terminate(): give it a moment, then
+            # kill; on an exception here (e.g. KeyboardInterrupt) kill at once
+            _stop(self.proc, grace=self.grace if exc_type is None else 0.0)
         log = getattr(self, "_log", None)
         if log is not None:
             log.close()
-        shutil.rmtree(self.profile, ignore_errors=True)
+        _remove_profile(self.profile, self.pipe)
+
+
+def _count_lines(path: Path) -> int:
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return 0
 
 
 def _run_worker(
-    python: str, office: _Office, op: str, jobs: list[dict], timeout: float
+    python: str, office: _Office, op: str, jobs: list[dict], per_file_timeout: float
 ) -> tuple[list[dict], int, str]:
-    """Run the worker on ``jobs`` against ``office``: (results so far, exit code, stderr)."""
+    """Run the worker on ``jobs`` against ``office``: (results so far, exit code, stderr).
+
+    The worker is killed (exit code -1) when no job finishes for ``per_file_timeout``
+    seconds (plus the connect time for the first one).
+    """
     with tempfile.TemporaryDirectory(prefix="kpi_lo_req_") as tmp:
         req_path = Path(tmp) / "request.json"
         res_path = Path(tmp) / "results.jsonl"
+        err_path = Path(tmp) / "stderr.txt"
         res_path.touch()
         req = {
             "op": op,
@@ -315,18 +381,40 @@ def _run_worker(
             "jobs": jobs,
         }
         req_path.write_text(json.dumps(req, ensure_ascii=False), encoding="utf-8")
-        try:
-            r = subprocess.run(
+        with open(err_path, "wb") as err:
+            proc = subprocess.Popen(
                 [python, "-I", str(_WORKER), str(req_path)],
                 stdin=subprocess.DEVNULL,
-                capture_output=True,
-                timeout=timeout,
+                stdout=err,
+                stderr=subprocess.STDOUT,
                 env=_clean_env(),
             )
-            code, stderr = r.returncode, r.stderr.decode("utf-8", "replace")
-        except subprocess.TimeoutExpired as e:
-            code = -1
-            stderr = (e.stderr or b"").decode("utf-8", "replace") + f"\nworker timed out after {timeout:.0f}s"
+            try:
+                # the worker says "connected after ...s" on stderr once soffice answers
+                deadline = time.monotonic() + _CONNECT_TIMEOUT + 15.0
+                connected, seen = False, 0
+                while proc.poll() is None:
+                    time.sleep(0.05)
+                    if not connected and b"connected after" in err_path.read_bytes():
+                        connected = True
+                        deadline = time.monotonic() + per_file_timeout
+                    now_seen = _count_lines(res_path)
+                    if now_seen != seen:
+                        seen = now_seen
+                        deadline = time.monotonic() + per_file_timeout
+                    elif time.monotonic() > deadline:
+                        proc.kill()
+                        proc.wait()
+                        break
+            finally:
+                if proc.poll() is None:  # e.g. KeyboardInterrupt
+                    proc.kill()
+                    proc.wait()
+        timed_out = proc.returncode is not None and proc.returncode < 0
+        code = -1 if timed_out else proc.returncode
+        stderr = err_path.read_text(encoding="utf-8", errors="replace")
+        if timed_out:
+            stderr += f"\nno progress for {per_file_timeout:.0f}s: worker killed"
         results = []
         for line in res_path.read_text(encoding="utf-8").splitlines():
             if line.strip():
@@ -335,7 +423,7 @@ def _run_worker(
 
 
 def _run_batches(
-    op: str, jobs: list[dict], per_file_timeout: float, on_lost: callable
+    op: str, jobs: list[dict], per_file_timeout: float, on_lost: Callable[[dict, str], dict]
 ) -> list[dict]:
     """Run ``jobs`` through the worker, at most BATCH_LIMIT per soffice process.
 
@@ -347,11 +435,12 @@ def _run_batches(
     pending = list(jobs)
     while pending:
         batch = pending[:BATCH_LIMIT]
-        timeout = _CONNECT_TIMEOUT + 15.0 + per_file_timeout * len(batch)
         with _Office(soffice) as office:
-            results, code, stderr = _run_worker(python, office, op, batch, timeout)
+            results, code, stderr = _run_worker(python, office, op, batch, per_file_timeout)
             log = office.log_tail()
-        if code == 3 or (code != 0 and not results and code != 4 and code != -1):
+            if code != 0:  # soffice was not asked to quit, or is hung: kill it now
+                office.grace = 0.0
+        if code == 3 or (code not in (0, 4, -1) and not results):
             raise LibreOfficeError(
                 f"LibreOffice worker failed (exit {code}): {stderr.strip()[-2000:]}\n"
                 f"soffice log: {log.strip()}"
@@ -394,19 +483,17 @@ def _unique_outs(
     names = list(names) or [None] * len(srcs)
     outs = [
         out_dir / (name or (p.name if suffix is None else p.with_suffix(suffix).name))
-        for p, name in zip(srcs, names)
+        for p, name in zip(srcs, names, strict=True)
     ]
     seen: dict[Path, Path] = {}
-    for src, out in zip(srcs, outs):
+    for src, out in zip(srcs, outs, strict=True):
         if out in seen:
             raise ValueError(f"{seen[out]} and {src} would both be written to {out}")
         seen[out] = src
     return outs
 
 
-def recalc(
-    jobs: Sequence[Job], out_dir: Path, *, per_file_timeout: float = 120.0
-) -> list[Result]:
+def recalc(jobs: Sequence[Job], out_dir: Path, *, per_file_timeout: float = 120.0) -> list[Result]:
     """Fill, fully recalculate, save (as xlsx, same file name, in ``out_dir``) and read
     back every job; one soffice process per batch of at most 200 files.
 
@@ -429,7 +516,7 @@ def recalc(
             "read": list(j.read or []),
             "macros": bool(j.macros),
         }
-        for i, (j, src, out) in enumerate(zip(jobs, srcs, outs))
+        for i, (j, src, out) in enumerate(zip(jobs, srcs, outs, strict=True))
     ]
 
     def lost(job: dict, why: str) -> dict:
@@ -501,7 +588,7 @@ def convert_pdf(paths: Sequence[Path], out_dir: Path, *, timeout: float = 600.0)
                 stdout=subprocess.PIPE,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                env=_clean_env(),
+                env=_soffice_env(profile),
             )
             try:
                 output, _ = proc.communicate(timeout=timeout)
@@ -510,8 +597,12 @@ def convert_pdf(paths: Sequence[Path], out_dir: Path, *, timeout: float = 600.0)
                 output, _ = proc.communicate()
             logs.append(output.decode("utf-8", "replace"))
         finally:
-            shutil.rmtree(profile, ignore_errors=True)
-    missing = [str(p) for p, pdf in zip(paths, pdfs) if not pdf.is_file() or pdf.stat().st_size == 0]
+            _remove_profile(profile)
+    missing = [
+        str(p)
+        for p, pdf in zip(paths, pdfs, strict=True)
+        if not pdf.is_file() or pdf.stat().st_size == 0
+    ]
     if missing:
         raise LibreOfficeError(
             f"soffice made no PDF for {len(missing)} of {len(paths)} files: "
@@ -533,8 +624,15 @@ def run_macro(
     ``macro_url`` is a script URL such as
     ``vnd.sun.star.script:Standard.Module1.Main?language=Basic&location=document``
     (VBA modules imported from an xlsm live in the ``VBAProject`` library). Returns
-    ``{"ok": bool, "error": str | None, "out": Path | None}``; the document is saved to
-    ``out_dir/<same name>`` (xlsm keeps its VBA) even when the macro raised.
+    ``{"ok": bool, "error": str | None, "out": Path | None, "checked": bool}``; the
+    document is saved to ``out_dir/<same name>`` (xlsm keeps its VBA) even when the
+    macro failed.
+
+    Headless LibreOffice swallows Basic runtime errors (``invoke()`` returns normally),
+    so a document Basic macro is called through a temporary wrapper module (added to
+    the macro's library, removed again before saving) that traps the error with
+    ``On Error``; ``checked`` says whether that worked. With ``checked`` False, ``ok``
+    only means "no UNO exception".
     """
     src = Path(src).resolve()
     out_dir = Path(out_dir)
@@ -550,6 +648,7 @@ def run_macro(
         "ok": bool(r.get("ok")),
         "error": r.get("error") or r.get("fatal"),
         "out": Path(r["out"]) if r.get("out") else None,
+        "checked": bool(r.get("checked")),
     }
 
 
@@ -567,7 +666,9 @@ def button_macros(src: Path, *, timeout: float = 120.0) -> list[dict]:
 
     (r,) = _run_batches("button_macros", [{"src": str(src), "macros": True}], timeout, lost)
     if r.get("error") or r.get("fatal"):
-        raise LibreOfficeError(f"could not list buttons of {src}: {r.get('error') or r.get('fatal')}")
+        raise LibreOfficeError(
+            f"could not list buttons of {src}: {r.get('error') or r.get('fatal')}"
+        )
     return list(r.get("buttons") or [])
 
 

@@ -25,11 +25,13 @@ Exit status: 0 done, 3 could not connect to soffice, 4 lost the connection mid-b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
 import time
 import traceback
+import uuid
 
 import uno  # type: ignore[import-not-found]
 from com.sun.star.beans import PropertyValue  # type: ignore[import-not-found]
@@ -216,10 +218,8 @@ def _close(doc) -> None:
     try:
         doc.close(True)
     except Exception:  # noqa: BLE001
-        try:
+        with contextlib.suppress(Exception):
             doc.dispose()
-        except Exception:  # noqa: BLE001
-            pass
 
 
 def do_recalc(desktop, job: dict) -> dict:
@@ -245,7 +245,8 @@ def do_recalc(desktop, job: dict) -> dict:
                 value, err = None, f"read failed: {e}"
             res["values"][name] = value
             if err is not None:
-                res["errors"][name] = err
+                before = res["errors"].get(name)
+                res["errors"][name] = f"{before}; {err}" if before else err
         _store(doc, src, out)
         res["out"] = out
     except Exception as e:  # noqa: BLE001
@@ -257,16 +258,89 @@ def do_recalc(desktop, job: dict) -> dict:
     return res
 
 
+_HARNESS_CODE = """{option}
+Function {func}() As String
+    On Error GoTo Failed
+    {module}.{macro}
+    {func} = ""
+    Exit Function
+Failed:
+    {func} = "Basic error " & Err & ": " & Error$
+End Function
+"""
+
+
+def _parse_basic_url(url: str):
+    """(library, module, macro) of a document Basic script URL, else None."""
+    prefix = "vnd.sun.star.script:"
+    if not url.startswith(prefix) or "?" not in url:
+        return None
+    path, _, query = url[len(prefix) :].partition("?")
+    params = dict(p.partition("=")[::2] for p in query.split("&"))
+    if params.get("language") != "Basic" or params.get("location") != "document":
+        return None
+    parts = path.split(".")
+    if len(parts) != 3 or not all(parts):
+        return None
+    return tuple(parts)
+
+
+def _invoke_checked(doc, url: str):
+    """Run a document Basic macro through a temporary wrapper module that traps Basic
+    runtime errors (headless LibreOffice swallows them: invoke() returns normally).
+
+    Returns (ran_through_wrapper, error text or None).
+    """
+    parsed = _parse_basic_url(url)
+    if parsed is None:
+        return False, None
+    lib_name, module, macro = parsed
+    try:
+        libs = doc.BasicLibraries
+        if not libs.hasByName(lib_name):
+            return False, None
+        libs.loadLibrary(lib_name)
+        lib = libs.getByName(lib_name)
+        vba = any("Option VBASupport 1" in (lib.getByName(m) or "") for m in lib.getElementNames())
+        wrapper = "KpiHarness" + uuid.uuid4().hex[:8]
+        func = "KpiHarnessRun"
+        code = _HARNESS_CODE.format(
+            option="Option VBASupport 1" if vba else "", func=func, module=module, macro=macro
+        )
+        lib.insertByName(wrapper, code)
+    except Exception as e:  # noqa: BLE001 - e.g. a password-protected library
+        if _is_disposed(e):
+            raise
+        return False, None
+    try:
+        script = doc.getScriptProvider().getScript(
+            f"vnd.sun.star.script:{lib_name}.{wrapper}.{func}?language=Basic&location=document"
+        )
+        out = script.invoke((), (), ())
+        value = out[0] if isinstance(out, tuple) else out
+        return True, (str(value) if value else None)
+    finally:
+        try:
+            lib.removeByName(wrapper)
+        except Exception as e:  # noqa: BLE001
+            if _is_disposed(e):
+                raise
+
+
 def do_run_macro(desktop, job: dict) -> dict:
     src, out = job["src"], job["out"]
-    res = {"src": src, "ok": False, "error": None, "out": None}
+    res = {"src": src, "ok": False, "error": None, "out": None, "checked": False}
     doc = None
     try:
         doc = _load(desktop, src, True)
+        url = job["macro_url"]
         try:
-            script = doc.getScriptProvider().getScript(job["macro_url"])
-            script.invoke((), (), ())
-            res["ok"] = True
+            checked, err = _invoke_checked(doc, url)
+            if not checked:
+                doc.getScriptProvider().getScript(url).invoke((), (), ())
+            res["checked"] = checked
+            res["error"] = err
+            res["ok"] = err is None
         except Exception as e:  # noqa: BLE001
             if _is_disposed(e):
                 raise
@@ -388,7 +462,7 @@ def main(argv: list[str]) -> int:
     except TimeoutError as e:
         print(str(e), file=sys.stderr)
         return 3
-    print(f"connected after {time.monotonic() - t0:.2f}s", file=sys.stderr)
+    print(f"connected after {time.monotonic() - t0:.2f}s", file=sys.stderr, flush=True)
     status = 0
     with open(req["results"], "a", encoding="utf-8") as results:
         for job in req["jobs"]:
@@ -406,10 +480,9 @@ def main(argv: list[str]) -> int:
             results.write(json.dumps(res, ensure_ascii=False) + "\n")
             results.flush()
     if status == 0 and req.get("terminate", True):
-        try:
+        # the bridge drops as soffice quits, which may raise here
+        with contextlib.suppress(Exception):
             desktop.terminate()
-        except Exception:  # noqa: BLE001 - the bridge drops as soffice quits
-            pass
     return status
 
 

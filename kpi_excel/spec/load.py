@@ -60,7 +60,7 @@ def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
                     line = k.start_mark.line + 1
                     break
             if nxt is None:
-                break
+                continue  # a union tag (the rule kind) in the location: not a YAML key
             node = nxt
         elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
             if part >= len(node.value):
@@ -79,6 +79,8 @@ def _path(loc: tuple[Any, ...], data: Any) -> str:
         if isinstance(part, int):
             out += f"[{part}]"
             cur = cur[part] if isinstance(cur, list) and part < len(cur) else None
+        elif isinstance(cur, dict) and cur.get("kind") == part and part not in cur:
+            continue  # the discriminator tag pydantic adds for a rule kind
         elif isinstance(cur, dict) and part in cur:
             out += f".{part}" if out else str(part)
             cur = cur[part]
@@ -98,8 +100,7 @@ def load_form_text(text: str, source: str = "<template>") -> Form:
         mark = getattr(e, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark else source
         raise SpecError(
-            f"{where}: 模板不是有效的 YAML：{getattr(e, 'problem', e)}；请检查缩进、冒号和引号",
-            [Problem(where, str(e))],
+            f"{where}: 模板不是有效的 YAML：{getattr(e, 'problem', e)}；请检查缩进、冒号和引号"
         ) from None
     if not isinstance(data, dict):
         raise SpecError(f"{source}: 模板应是一个 YAML 映射（id: …, title: …）")
