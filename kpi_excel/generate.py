@@ -1,0 +1,373 @@
+"""Generate: roster x template -> one fillable workbook per employee, all or nothing.
+
+``generate_command`` is what ``kpi-excel generate`` runs. The template is compiled
+once; each employee gets a sheet plan (:mod:`kpi_excel.layout`), a ``_meta`` record
+with its fingerprint (:mod:`kpi_excel.meta`) and a file (:mod:`kpi_excel.render`).
+
+Files are named ``{period}_{部门}_{姓名}_{工号}.xlsx`` (see :func:`form_filename`) and
+are written into a temporary folder beside the output folder, then moved into place
+only when every one of them was written: a bad roster writes nothing, a good one
+writes everything.
+
+Defaults: the sheet protection password is ``kpi`` (:data:`DEFAULT_PASSWORD`); the
+fingerprint key is ``$KPI_EXCEL_SECRET`` or else a built-in key that is *not secret*
+(see :mod:`kpi_excel.meta`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kpi_excel import __version__
+from kpi_excel.errors import KpiExcelError, Problem, SpecError
+from kpi_excel.layout import Period, SheetPlan, formulas_of, layout_form
+from kpi_excel.meta import FINGERPRINT_ALG, FORMAT, fingerprint, resolve_secret
+from kpi_excel.render import DEFAULT_PASSWORD, FIXED_CREATED, Decorate, render, render_bytes
+from kpi_excel.roster import Employee, initial_values, load_roster
+from kpi_excel.rules.tree import decimal_text
+from kpi_excel.score import CompiledForm, compile_form
+from kpi_excel.spec import model as m
+from kpi_excel.spec.load import builtin_dir, find_template, load_form_text
+
+__all__ = [
+    "DEFAULT_PASSWORD",
+    "FormGenerator",
+    "parse_period",
+    "form_filename",
+    "safe_filename",
+    "generate_command",
+]
+
+_MONTH = re.compile(r"^(\d{4})\s*(?:-|/|年)\s*(\d{1,2})\s*月?$")
+_QUARTER = re.compile(r"^(\d{4})\s*(?:-|年)?\s*(?:Q|第)\s*([1-4])\s*(?:季度?)?$", re.IGNORECASE)
+_YEAR = re.compile(r"^(\d{4})\s*(?:年度?)?$")
+_EXAMPLE = {"monthly": "2026-11", "quarterly": "2026-Q4", "yearly": "2026"}
+
+
+def parse_period(text: str, kind: str) -> Period:
+    """A period for a template's ``period`` kind; a mismatch raises a Chinese message.
+
+    ``2026-11`` (monthly), ``2026-Q4`` (quarterly), ``2026`` (yearly); 2026年11月,
+    2026年第4季度 and 2026年度 are accepted too.
+    """
+    s = unicodedata.normalize("NFKC", str(text)).strip()
+    label = m.PERIOD_KINDS.get(kind, kind)
+    got = None
+    mo = _MONTH.match(s)
+    qu = _QUARTER.match(s)
+    ye = _YEAR.match(s)
+    if mo and 1 <= int(mo[2]) <= 12:
+        y, mm = int(mo[1]), int(mo[2])
+        got = "monthly"
+        period = Period(f"{y:04d}-{mm:02d}", f"{y}年{mm}月", f"{y:04d}-{mm:02d}-01")
+    elif qu:
+        y, q = int(qu[1]), int(qu[2])
+        got = "quarterly"
+        period = Period(f"{y:04d}-Q{q}", f"{y}年第{q}季度", f"{y:04d}-{3 * q - 2:02d}-01")
+    elif ye:
+        y = int(ye[1])
+        got = "yearly"
+        period = Period(f"{y:04d}", f"{y}年度", f"{y:04d}-01-01")
+    if got is None:
+        raise KpiExcelError(
+            f"考核期“{text}”无法识别：本模板为{label}考核，请写成 {_EXAMPLE.get(kind, '2026-11')}"
+        )
+    if got != kind:
+        raise KpiExcelError(
+            f"考核期“{text}”是{m.PERIOD_KINDS[got]}，但模板按{label}考核：请写成 {_EXAMPLE[kind]} 这样的{label}期间"
+        )
+    return period
+
+
+# ------------------------------------------------------------------ file names
+
+_RESERVED = (
+    {"CON", "PRN", "AUX", "NUL"}
+    | {f"COM{i}" for i in range(1, 10)}
+    | {f"LPT{i}" for i in range(1, 10)}
+)
+_BAD = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
+MAX_NAME = 100
+
+
+def safe_filename(stem: str, suffix: str = ".xlsx", limit: int = MAX_NAME) -> str:
+    """A file name safe on Windows, macOS and Linux (and in zip files and mail).
+
+    Reserved characters ``<>:"/\\|?*`` and control characters become ``_``; runs of
+    whitespace become one space; trailing dots and spaces go; a reserved device name
+    (CON, PRN, AUX, NUL, COM1…, LPT1…) as the whole name or before the first dot gets
+    a ``_`` appended; the whole name is cut to ``limit`` characters.
+    """
+    s = unicodedata.normalize("NFC", stem)
+    s = _BAD.sub("_", s)
+    s = re.sub(r"\s+", " ", s).strip().rstrip(". ")
+    if not s:
+        s = "_"
+    if s.split(".")[0].upper() in _RESERVED:
+        s = s + "_"
+    room = limit - len(suffix)
+    if len(s) > room:
+        s = s[:room].rstrip(". ")
+    return s + suffix
+
+
+def form_filename(period: str, emp: Employee, suffix: str = ".xlsx") -> str:
+    """``{period}_{部门}_{姓名}_{工号}.xlsx``, made safe (see :func:`safe_filename`).
+
+    When the name must be cut, 部门 and then 姓名 are shortened, never the period or 工号,
+    so the name still identifies the form.
+    """
+    dept, name, eid = emp.department, emp.name, emp.employee_id
+    head, tail = f"{period}_", f"_{eid}"
+    room = MAX_NAME - len(suffix) - len(head) - len(tail) - 1
+    if len(dept) + len(name) > room:
+        name = name[: max(8, room // 2)]
+        dept = dept[: max(1, room - len(name))]
+    return safe_filename(f"{head}{dept}_{name}{tail}", suffix)
+
+
+# ------------------------------------------------------------------ one form
+
+
+def _template_path(ref: str) -> Path:
+    """A template file: ``<id>.yaml`` among the built-ins when it holds that id (cheap),
+    else whatever :func:`find_template` finds (it parses every built-in template)."""
+    p = Path(ref)
+    if p.suffix not in {".yaml", ".yml"}:
+        cand = builtin_dir() / f"{ref}.yaml"
+        if cand.is_file():
+            try:
+                head = cand.read_text(encoding="utf-8-sig")
+            except (OSError, UnicodeDecodeError):
+                head = ""
+            if re.search(rf"^id:\s*['\"]?{re.escape(ref)}['\"]?\s*(#.*)?$", head, re.MULTILINE):
+                return cand
+    return find_template(ref)
+
+
+@dataclass
+class FormGenerator:
+    """A compiled template, ready to write one form per employee.
+
+    >>> gen = FormGenerator.from_ref("cs_manager_monthly_kpi", "2026-11")   # doctest: +SKIP
+    >>> gen.write(employee, Path("out.xlsx"))                                # doctest: +SKIP
+    """
+
+    form: m.Form
+    cf: CompiledForm
+    template_text: str
+    template_sha256: str
+    period: Period
+    company: str = ""
+    password: str | None = None
+    secret: bytes | None = None
+    generated_at: str | None = None
+    created: dt.datetime | None = None
+    decorate: Decorate | None = None
+    _formulas: dict[str, str] | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_ref(
+        cls,
+        template: str | Path,
+        period: str,
+        *,
+        company: str | None = None,
+        password: str | None = None,
+        secret: bytes | None = None,
+        generated_at: str | None = None,
+    ) -> FormGenerator:
+        """From a built-in template id or a YAML file path."""
+        path = _template_path(str(template))
+        data = path.read_bytes()
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise SpecError(f"{path}: 模板文件不是 UTF-8 编码，请另存为 UTF-8") from None
+        form = load_form_text(text, str(path))
+        return cls(
+            form=form,
+            cf=compile_form(form),
+            template_text=text.replace("\r\n", "\n"),
+            template_sha256=hashlib.sha256(data).hexdigest(),
+            period=parse_period(period, form.period),
+            company=company if company is not None else form.company,
+            password=password,
+            secret=resolve_secret(secret),
+            generated_at=generated_at,
+        )
+
+    def plan(self, emp: Employee) -> tuple[SheetPlan, dict[str, str]]:
+        """The sheet plan and the complete ``_meta`` record (fingerprint included)."""
+        values = initial_values(self.cf.inputs, emp)
+        if self._formulas is None:
+            self._formulas = formulas_of(self.cf)
+        plan = layout_form(
+            self.cf, emp.fields, values, self.period, self.company, formulas=self._formulas
+        )
+        roster = {
+            "fields": {k: v for k, v in sorted(emp.fields.items())},
+            "q": None if emp.q is None else decimal_text(emp.q),
+            "targets": {k: decimal_text(v) for k, v in sorted(emp.targets.items())},
+            "source": f"{emp.source}:{emp.row}",
+        }
+        meta = {
+            "format": FORMAT,
+            "template_id": self.form.id,
+            "template_version": self.form.version,
+            "template_title": self.form.title,
+            "template_sha256": self.template_sha256,
+            "template_yaml": self.template_text,
+            "employee_id": emp.employee_id,
+            "name": emp.name,
+            "department": emp.department,
+            "position": emp.position,
+            "period": self.period.key,
+            "company": self.company,
+            "roster_json": json.dumps(roster, ensure_ascii=False, sort_keys=True),
+            "names_json": json.dumps(plan.name_refs(), ensure_ascii=False, sort_keys=True),
+            "sheet": plan.sheet_name,
+            "generated_at": self.generated_at or f"{self.period.first_day}T00:00:00",
+            "tool_version": __version__,
+            "fingerprint_alg": FINGERPRINT_ALG,
+        }
+        meta["fingerprint"] = fingerprint(self.secret, self.form.version, plan.locked_cells(), meta)
+        return plan, meta
+
+    def _created(self, meta: dict[str, str]) -> dt.datetime:
+        """docProps dates: the fixed generation time, so output is byte-identical."""
+        if self.created is not None:
+            return self.created
+        try:
+            return dt.datetime.fromisoformat(meta["generated_at"]).replace(tzinfo=None)
+        except ValueError:
+            return FIXED_CREATED
+
+    def write(self, emp: Employee, path: Path) -> Path:
+        """Write the form of ``emp`` to ``path``."""
+        plan, meta = self.plan(emp)
+        return render(
+            plan,
+            meta,
+            path,
+            password=self.password,
+            created=self._created(meta),
+            decorate=self.decorate,
+        )
+
+    def to_bytes(self, emp: Employee) -> bytes:
+        """The form of ``emp`` as .xlsx bytes."""
+        plan, meta = self.plan(emp)
+        return render_bytes(
+            plan,
+            meta,
+            password=self.password,
+            created=self._created(meta),
+            decorate=self.decorate,
+        )
+
+
+# ------------------------------------------------------------------ the command
+
+
+def _move_into(tmp: Path, out: Path, names: list[str]) -> list[Path]:
+    """Move the finished files from ``tmp`` into ``out`` (renaming the folder if new)."""
+    if not out.exists():
+        os.replace(tmp, out)
+        return [out / n for n in names]
+    if not out.is_dir():
+        raise KpiExcelError(f"输出位置 {out} 已存在且不是文件夹：请换一个 --out")
+    paths = []
+    for n in names:
+        os.replace(tmp / n, out / n)
+        paths.append(out / n)
+    shutil.rmtree(tmp, ignore_errors=True)
+    return paths
+
+
+def _form_decorator(xlsm: bool, password: str | None) -> Decorate | None:
+    """The 一键重算 button and its VBA project for an .xlsm form (see :mod:`kpi_excel.vba`)."""
+    if not xlsm:
+        return None
+    try:
+        from kpi_excel.vba import form_decorator
+    except ImportError as e:  # pyOpenVBA missing
+        raise KpiExcelError(
+            f"无法生成启用宏的 .xlsm：{e}；请安装 kpi-excel[buttons] 或去掉 --xlsm"
+        ) from None
+    return form_decorator(password)
+
+
+def generate_command(
+    template: str,
+    roster: Path,
+    period: str,
+    out: Path,
+    targets: Path | None = None,
+    company: str | None = None,
+    password: str | None = None,
+    secret: bytes | None = None,
+    xlsm: bool = False,
+    *,
+    generated_at: str | None = None,
+) -> list[Path]:
+    """Generate one form per employee of ``roster`` into the folder ``out``.
+
+    Raises :class:`~kpi_excel.errors.RosterError` (every roster problem, with file and
+    row), :class:`~kpi_excel.errors.SpecError` (template) or
+    :class:`~kpi_excel.errors.KpiExcelError` (period, output folder) before anything is
+    written. Returns the written paths, in roster order.
+    """
+    gen = FormGenerator.from_ref(
+        template,
+        period,
+        company=company,
+        password=password,
+        secret=secret,
+        generated_at=generated_at,
+    )
+    gen.decorate = _form_decorator(xlsm, password)
+    suffix = ".xlsm" if xlsm else ".xlsx"
+    employees = load_roster(roster, gen.form, targets)
+
+    names: list[str] = []
+    seen: dict[str, int] = {}
+    for emp in employees:
+        n = form_filename(gen.period.key, emp, suffix)
+        key = n.casefold()  # Windows and macOS file names are case-insensitive
+        if key in seen:
+            seen[key] += 1
+            n = safe_filename(f"{Path(n).stem}_{seen[key]}", suffix)
+        else:
+            seen[key] = 1
+        names.append(n)
+
+    out = Path(out)
+    parent = out.resolve().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=parent))
+    except OSError as e:
+        raise KpiExcelError(f"无法在 {parent} 中写入：{e.strerror}") from None
+    try:
+        for emp, n in zip(employees, names, strict=True):
+            gen.write(emp, tmp / n)
+        return _move_into(tmp, out, names)
+    except KpiExcelError:
+        raise
+    except OSError as e:
+        raise KpiExcelError(
+            f"写入失败：{e.strerror}（{e.filename}）；输出文件夹未改动", [Problem(str(out), str(e))]
+        ) from None
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,266 @@
+"""The hidden ``_meta`` sheet of a generated form and its HMAC fingerprint.
+
+Every generated form carries a very hidden sheet ``_meta``: column A a key, column B
+its value (row 1 holds the headers ``key`` / ``value``). A value longer than one cell
+can hold (Excel's limit is 32,767 characters; we cut at :data:`CHUNK`) continues in
+columns C, D, … of the same row. Keys (see :data:`META_KEYS`): the format tag, the
+template (id, version, title, SHA-256 of its file, and its whole YAML text so a
+returned form can be recomputed under its own template version), the employee, the
+period, the defined names at generation, the tool version and the fingerprint.
+
+The fingerprint
+---------------
+
+``HMAC-SHA256(secret, text)`` in lowercase hex, where ``text`` is UTF-8 of::
+
+    kpi-excel-fingerprint/1
+    template_version\\t<version>
+    [cells]
+    <coord>\\t<canonical value>        one line per locked, non-empty cell of the
+    ...                                form sheet, in row-major order (A1, B1, …, A2)
+    [meta]
+    <key>\\t<value>                    every _meta key except ``fingerprint``, sorted
+    ...
+
+Values are escaped so each entry is one line (``\\`` -> ``\\\\``, newline -> ``\\n``,
+CR -> ``\\r``, tab -> ``\\t``). :func:`canonical` makes a value read back by openpyxl
+(from our own file, or after a round trip through Excel or LibreOffice) canonicalise
+exactly as the value we wrote: numbers to at most 15 significant digits without
+exponent or trailing zeros (0.65 written and 0.65 read as a float agree); booleans as
+``TRUE``/``FALSE``; text as is; formulas as ``=`` + the formula text with whitespace
+outside string literals removed and everything outside string literals upper-cased
+(spreadsheets re-case names and functions and may add or drop spaces when they save).
+
+Secret: the ``secret`` argument, else the environment variable ``KPI_EXCEL_SECRET``,
+else :data:`DEFAULT_SECRET`. **The default key is not secret**: it is written here, in
+the open source code, so a fingerprint made with it only detects accidental edits
+and edits by someone who did not read this. Set ``KPI_EXCEL_SECRET`` to a private
+value for both ``generate`` and ``collect`` to make tampering detectable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import os
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+__all__ = [
+    "FORMAT",
+    "META_SHEET",
+    "META_KEYS",
+    "CHUNK",
+    "FINGERPRINT_ALG",
+    "DEFAULT_SECRET",
+    "resolve_secret",
+    "canonical",
+    "fingerprint_text",
+    "fingerprint",
+    "verify",
+    "read_meta",
+    "locked_cells_from_openpyxl",
+]
+
+FORMAT = "kpi-excel-form/1"
+META_SHEET = "_meta"
+FINGERPRINT_ALG = "HMAC-SHA256"
+#: Longest piece of a value in one cell (Excel allows 32,767 characters).
+CHUNK = 32000
+
+#: The built-in key. NOT SECRET: it is published in this source file. It makes the
+#: fingerprint detect accidental edits only; set KPI_EXCEL_SECRET for real protection.
+DEFAULT_SECRET = b"kpi-excel-default-key-NOT-SECRET"
+
+#: Keys of the _meta sheet, in the order they are written.
+META_KEYS = (
+    "format",
+    "template_id",
+    "template_version",
+    "template_title",
+    "template_sha256",
+    "template_yaml",
+    "employee_id",
+    "name",
+    "department",
+    "position",
+    "period",
+    "company",
+    "roster_json",
+    "names_json",
+    "sheet",
+    "generated_at",
+    "tool_version",
+    "fingerprint_alg",
+    "fingerprint",
+)
+
+_HEADER = "kpi-excel-fingerprint/1"
+
+
+def resolve_secret(secret: bytes | str | None = None) -> bytes:
+    """The HMAC key: ``secret``, else ``$KPI_EXCEL_SECRET``, else the (public) default."""
+    if isinstance(secret, str):
+        secret = secret.encode("utf-8")
+    if secret:
+        return secret
+    env = os.environ.get("KPI_EXCEL_SECRET")
+    if env:
+        return env.encode("utf-8")
+    return DEFAULT_SECRET
+
+
+def _number(v: Decimal | int | float) -> str:
+    if isinstance(v, float):
+        if v != v or v in (float("inf"), float("-inf")):
+            return repr(v)
+        d = Decimal(format(v, ".15g"))
+    elif isinstance(v, int):
+        d = Decimal(v)
+    else:
+        try:
+            d = Decimal(format(float(v), ".15g")) if v.adjusted() < 300 else v
+        except (InvalidOperation, OverflowError):
+            d = v
+    if d == 0:
+        return "0"
+    d = d.normalize()
+    text = format(d, "f")
+    return text
+
+
+# String literals inside a formula: "…" with "" as an escaped quote.
+_FORMULA_PARTS = re.compile(r'("(?:[^"]|"")*")|([^"]+)')
+_SPACE = re.compile(r"\s+")
+
+
+def _canonical_formula(text: str) -> str:
+    body = text[1:] if text.startswith("=") else text
+    out = []
+    for lit, code in _FORMULA_PARTS.findall(body):
+        if lit:
+            out.append(lit)
+        else:
+            out.append(_SPACE.sub("", code).upper())
+    return "=" + "".join(out)
+
+
+def canonical(value: Any) -> str:
+    """One cell's value as fingerprint text (see the module docstring).
+
+    A ``str`` starting with ``=`` is a formula. ``Decimal``, ``int`` and ``float`` are
+    numbers; ``bool`` is TRUE/FALSE; dates are ISO text; ``None`` is ``""``.
+    """
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, Decimal | int | float):
+        return _number(value)
+    if isinstance(value, dt.datetime):
+        return value.replace(microsecond=0).isoformat()
+    if isinstance(value, dt.date | dt.time):
+        return value.isoformat()
+    if isinstance(value, str):
+        if value.startswith("=") and len(value) > 1:
+            return _canonical_formula(value)
+        return value
+    text = getattr(value, "text", None)  # openpyxl ArrayFormula and the like
+    if isinstance(text, str):
+        return _canonical_formula(text)
+    return str(value)
+
+
+def _esc(s: str) -> str:
+    return s.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+
+
+def fingerprint_text(
+    template_version: str,
+    locked_cells: Iterable[tuple[str, object]],
+    meta: Mapping[str, object],
+) -> str:
+    """The exact text the fingerprint is computed over (for tests and debugging).
+
+    ``locked_cells`` must be in row-major order; empty values are skipped here too.
+    """
+    lines = [_HEADER, f"template_version\t{_esc(str(template_version))}", "[cells]"]
+    for coord, value in locked_cells:
+        c = canonical(value)
+        if c == "":
+            continue
+        lines.append(f"{coord}\t{_esc(c)}")
+    lines.append("[meta]")
+    for key in sorted(k for k in meta if k != "fingerprint"):
+        v = meta[key]
+        lines.append(f"{_esc(str(key))}\t{_esc('' if v is None else str(v))}")
+    return "\n".join(lines) + "\n"
+
+
+def fingerprint(
+    secret: bytes | str | None,
+    template_version: str,
+    locked_cells: list[tuple[str, object]],
+    meta: Mapping[str, object],
+) -> str:
+    """HMAC-SHA256 (hex) over :func:`fingerprint_text`. ``secret=None`` resolves it."""
+    key = resolve_secret(secret)
+    text = fingerprint_text(template_version, locked_cells, meta)
+    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+
+def verify(
+    secret: bytes | str | None,
+    locked_cells: list[tuple[str, object]],
+    meta: Mapping[str, object],
+) -> bool:
+    """Whether ``meta['fingerprint']`` matches the cells and the other meta values."""
+    want = str(meta.get("fingerprint") or "")
+    got = fingerprint(secret, str(meta.get("template_version", "")), locked_cells, meta)
+    return hmac.compare_digest(want, got)
+
+
+def read_meta(workbook: Any) -> dict[str, str]:
+    """The ``_meta`` sheet of an openpyxl workbook as {key: value}; {} if absent.
+
+    Values continued over several columns are joined; every value is returned as
+    text (a number a spreadsheet may have stored as a number comes back as its
+    canonical text).
+    """
+    if META_SHEET not in workbook.sheetnames:
+        return {}
+    ws = workbook[META_SHEET]
+    out: dict[str, str] = {}
+    for i, row in enumerate(ws.iter_rows(values_only=True)):
+        if i == 0 or not row or row[0] is None:
+            continue
+        key = str(row[0])
+        parts = []
+        for v in row[1:]:
+            if v is None:
+                continue
+            parts.append(v if isinstance(v, str) else canonical(v))
+        out[key] = "".join(parts)
+    return out
+
+
+def locked_cells_from_openpyxl(ws: Any) -> list[tuple[str, object]]:
+    """Locked, non-empty cells of a worksheet (row-major) as (coordinate, value).
+
+    The workbook must be loaded with formulas (``data_only=False``), so a formula cell
+    gives its formula text. A cell without a style is locked, as in Excel.
+    """
+    out: list[tuple[str, object]] = []
+    for row in ws.iter_rows():
+        for cell in row:
+            value = getattr(cell, "value", None)
+            if value is None or value == "":
+                continue
+            prot = getattr(cell, "protection", None)
+            locked = True if prot is None else bool(prot.locked)
+            if locked:
+                out.append((cell.coordinate, value))
+    return out
