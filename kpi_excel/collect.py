@@ -1,0 +1,1847 @@
+"""Collect returned forms: identify, recompute, compare, validate, ledger, summary.
+
+For every file given (folders are walked, .zip archives opened, lock and system
+files skipped with a note), :func:`check_source` decides *accepted*, *accepted with
+warnings* or *rejected*, and says why:
+
+1. read it safely (:mod:`kpi_excel.read`) and identify it from its ``_meta`` sheet;
+2. load the template version recorded in the form (its embedded YAML, checked
+   against its SHA-256), and note when it is older than the built-in version;
+3. read every input by its defined name (right even where rows were inserted) and
+   check it (:mod:`kpi_excel.validate`);
+4. recompute every cell twice with :func:`kpi_excel.score.evaluate`: from the raw
+   inputs, to compare with the values cached in the file (a difference means a
+   formula was overwritten or the file was not recalculated), and from the
+   normalised inputs, which give the scores that count;
+5. compare each computed cell's formula with the template's, and check the HMAC
+   fingerprint of all locked cells; a changed locked cell is reported with its old
+   and new content (the expected sheet is regenerated from the form's own meta);
+6. check header date cells where the layout has them.
+
+Across files: the period of the collection, duplicates (same employee and period:
+the newest file by modification time, then by name, counts), employees missing from
+the roster. Then the ledger (:mod:`kpi_excel.ledger`) and the summary workbook
+(:mod:`kpi_excel.summary`) are written, and a one-screen report is printed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+import functools
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+import unicodedata
+import zipfile
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from kpi_excel import __version__
+from kpi_excel.errors import KpiExcelError, SpecError
+from kpi_excel.ledger import AnomalyRow, FileRow, Ledger, ScoreRow, SourceRow, default_path
+from kpi_excel.read import (
+    DEFAULT_LIMITS,
+    Book,
+    CellError,
+    Limits,
+    UnreadableFile,
+    check_zip,
+    open_book,
+    split_ref,
+)
+from kpi_excel.rules.tree import Value
+from kpi_excel.score import CompiledForm, compile_form, evaluate
+from kpi_excel.spec import model as m
+from kpi_excel.validate import Checked, check_input, to_sheet_value
+
+__all__ = [
+    "ACCEPTED",
+    "WARNING",
+    "REJECTED",
+    "Source",
+    "Issue",
+    "IndicatorLine",
+    "FileResult",
+    "Collection",
+    "discover",
+    "check_source",
+    "collect",
+    "collect_command",
+    "safe_text",
+    "STATUS_TEXT",
+]
+
+ACCEPTED, WARNING, REJECTED = "accepted", "warning", "rejected"
+STATUS_TEXT = {ACCEPTED: "通过", WARNING: "通过（有提醒）", REJECTED: "退回", "skipped": "跳过"}
+SEVERITY_TEXT = {"error": "错误", "warning": "提醒", "info": "说明"}
+FORMAT = "kpi-excel-form/1"
+
+_SYSTEM_FILES = {".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", "icon\r"}
+_WORKBOOK_EXT = {".xlsx", ".xlsm"}
+_MAX_ZIP_DEPTH = 3
+_PERIOD_RE = {
+    "monthly": re.compile(r"^\d{4}-(0[1-9]|1[0-2])$"),
+    "quarterly": re.compile(r"^\d{4}-Q[1-4]$"),
+    "yearly": re.compile(r"^\d{4}$"),
+}
+_PERIOD_EXAMPLE = {"monthly": "2026-11", "quarterly": "2026-Q4", "yearly": "2026"}
+
+# ----------------------------------------------------------------------------- text
+
+
+_INERT_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def safe_text(value: object) -> str:
+    """Text from a returned file, made inert for a spreadsheet or CSV.
+
+    Text starting with ``= + - @`` or a control character would be read as a formula
+    by a spreadsheet that opens a CSV (or by a careless copy-paste): it is prefixed with
+    an apostrophe. Other control characters (invalid in XML) are replaced by U+FFFD.
+    """
+    s = "" if value is None else str(value)
+    if s and (s.startswith(_INERT_START) or ord(s[0]) < 32):
+        s = "'" + s
+    return _CONTROL.sub("\ufffd", s)
+
+
+# ---------------------------------------------------------------------------- sources
+
+
+@dataclass(frozen=True)
+class Source:
+    """One input file: a file on disk, or a member of a (possibly nested) zip."""
+
+    display: str
+    origin: Path
+    members: tuple[str, ...] = ()
+    size: int = 0
+    mtime: float = 0.0
+
+    def read(self, limits: Limits) -> bytes:
+        if not self.members:
+            size = self.origin.stat().st_size
+            if size > limits.max_file_bytes:
+                raise UnreadableFile(
+                    "too_large",
+                    f"文件 {size / 1048576:.1f} MB，超过上限 {limits.max_file_bytes / 1048576:.0f} MB；"
+                    "考核表不应这么大（是否粘贴了大图片？）",
+                )
+            return self.origin.read_bytes()
+        st = self.origin.stat()
+        zf = _archive(self.origin, self.members[:-1], st.st_mtime_ns, st.st_size, limits)
+        info = zf.getinfo(self.members[-1])
+        if info.file_size > limits.max_file_bytes:
+            raise UnreadableFile(
+                "too_large",
+                f"压缩包内文件 {info.file_size / 1048576:.1f} MB，超过上限 {limits.max_file_bytes / 1048576:.0f} MB",
+            )
+        with zf.open(info) as fh:
+            return fh.read(limits.max_file_bytes + 1)
+
+
+@functools.lru_cache(maxsize=4)
+def _archive(
+    origin: Path, members: tuple[str, ...], _mtime_ns: int, _size: int, limits: Limits
+) -> zipfile.ZipFile:
+    """An archive (or an archive inside one), opened once for all its members."""
+    data = origin.read_bytes()
+    zf = check_zip(data, _archive_limits(limits))
+    for name in members:
+        with zf.open(name) as fh:
+            data = fh.read(_archive_limits(limits).max_file_bytes)
+        zf = check_zip(data, _archive_limits(limits))
+    return zf
+
+
+def _archive_limits(limits: Limits) -> Limits:
+    """An archive of returned forms may hold many files: allow more and larger members."""
+    return Limits(
+        max_file_bytes=max(limits.max_file_bytes, 2 * 1024**3),
+        max_members=100_000,
+        max_uncompressed=4 * 1024**3,
+        max_ratio=limits.max_ratio,
+        ratio_floor=limits.ratio_floor,
+        max_xml_part=limits.max_xml_part,
+    )
+
+
+def _skip_reason(name: str) -> str | None:
+    """Why a file is not an input (lock and system files), or None."""
+    low = name.lower()
+    if name.startswith("~$"):
+        return "Excel/WPS 打开文件时产生的临时锁文件，已跳过"
+    if name.startswith(".~lock."):
+        return "LibreOffice 打开文件时产生的临时锁文件，已跳过"
+    if name.startswith("._"):
+        return "macOS 系统文件，已跳过"
+    if low in _SYSTEM_FILES:
+        return "系统文件，已跳过"
+    if re.match(r"^~wrl\d+\.tmp$", low):
+        return "Office 保存时的临时文件，已跳过"
+    return None
+
+
+def _zip_name(info: zipfile.ZipInfo) -> str:
+    """A member name as its author saw it (Chinese Windows zips names in GBK)."""
+    name = info.filename
+    if info.flag_bits & 0x800:
+        return name
+    try:
+        raw = name.encode("cp437")
+    except UnicodeEncodeError:
+        return name
+    for enc in ("utf-8", "gb18030"):
+        try:
+            return raw.decode(enc)
+        except UnicodeDecodeError:
+            continue
+    return name
+
+
+def _zip_sources(
+    origin: Path, data: bytes, members: tuple[str, ...], display: str, limits: Limits, depth: int
+) -> Iterator[tuple[Source | None, str, str | None]]:
+    zf = check_zip(data, _archive_limits(limits))
+    for info in sorted(zf.infolist(), key=lambda i: i.filename):
+        if info.is_dir():
+            continue
+        shown = _zip_name(info)
+        parts = shown.replace("\\", "/").split("/")
+        where = f"{display}!{shown}"
+        if "__MACOSX" in parts:
+            yield None, where, "macOS 压缩时附带的系统文件夹 __MACOSX，已跳过"
+            continue
+        why = _skip_reason(parts[-1])
+        if why:
+            yield None, where, why
+            continue
+        mtime = dt.datetime(*info.date_time).timestamp() if info.date_time[0] >= 1980 else 0.0
+        if parts[-1].lower().endswith(".zip") and depth < _MAX_ZIP_DEPTH:
+            with zf.open(info) as fh:
+                inner = fh.read(_archive_limits(limits).max_file_bytes)
+            try:
+                nested = list(
+                    _zip_sources(origin, inner, (*members, info.filename), where, limits, depth + 1)
+                )
+            except UnreadableFile:  # reported as a rejected input when it is checked
+                nested = [
+                    (
+                        Source(where, origin, (*members, info.filename), info.file_size, mtime),
+                        where,
+                        None,
+                    )
+                ]
+            yield from nested
+            continue
+        yield Source(where, origin, (*members, info.filename), info.file_size, mtime), where, None
+
+
+def discover(
+    inputs: Sequence[Path], exclude: Iterable[Path] = (), limits: Limits = DEFAULT_LIMITS
+) -> tuple[list[Source], list[tuple[str, str]]]:
+    """Input files (folders walked recursively, zips opened) and skipped files with reasons.
+
+    Raises :class:`KpiExcelError` when an input does not exist.
+    """
+    excluded = {p.resolve() for p in exclude}
+    sources: list[Source] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[Path] = set()
+
+    def add_file(p: Path, shown: str) -> None:
+        rp = p.resolve()
+        if rp in seen:
+            return
+        seen.add(rp)
+        if rp in excluded:
+            skipped.append((shown, "本次汇总的输出文件（汇总表或台账），已跳过"))
+            return
+        why = _skip_reason(p.name)
+        if why:
+            skipped.append((shown, why))
+            return
+        st = p.stat()
+        if p.suffix.lower() == ".zip":
+            try:
+                for src, where, reason in _zip_sources(p, p.read_bytes(), (), shown, limits, 1):
+                    if src is None:
+                        skipped.append((where, reason or ""))
+                    else:
+                        sources.append(src)
+                return
+            except UnreadableFile:
+                pass  # an unreadable archive is reported as a rejected input below
+        sources.append(Source(shown, p, (), st.st_size, st.st_mtime))
+
+    for inp in inputs:
+        if not inp.exists():
+            raise KpiExcelError(f"找不到输入 {inp}：请给出文件夹、.xlsx 文件或 .zip 压缩包")
+        if inp.is_dir():
+            for root, dirs, files in os.walk(inp):
+                if "__MACOSX" in dirs:
+                    skipped.append(
+                        (str(Path(root) / "__MACOSX"), "macOS 压缩时附带的系统文件夹，已跳过")
+                    )
+                dirs[:] = sorted(d for d in dirs if d != "__MACOSX")
+                for fname in sorted(files):
+                    p = Path(root) / fname
+                    add_file(p, str(p))
+        else:
+            add_file(inp, str(inp))
+    return sources, skipped
+
+
+# ----------------------------------------------------------------------------- results
+
+
+@dataclass
+class Issue:
+    """One problem found in one file, located by defined name and address."""
+
+    path: str
+    employee: str
+    cell: str
+    address: str
+    kind: str
+    severity: str  # error | warning | info
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "file": safe_text(self.path),
+            "employee": safe_text(self.employee),
+            "cell": self.cell,
+            "address": safe_text(self.address),
+            "kind": self.kind,
+            "severity": self.severity,
+            "message": safe_text(self.message),
+        }
+
+
+@dataclass
+class IndicatorLine:
+    """One indicator of one form, for the 明细 sheet and ``recalc``."""
+
+    indicator: str
+    name: str
+    section_id: str
+    section: str
+    target: Value
+    actual: Value
+    inputs: list[tuple[str, str, Value]]  # (defined name, label, value used)
+    system: Value
+    raters: dict[str, Value]  # rater label -> value typed
+    final: Value
+    weight: Value  # effective weight (fraction), or points on points forms
+    weighted: Value
+    full: Decimal
+    rule: str
+
+
+@dataclass
+class FileResult:
+    """Everything learnt about one input file."""
+
+    path: str
+    size: int
+    mtime: float
+    sha256: str = ""
+    status: str = REJECTED
+    issues: list[Issue] = field(default_factory=list)
+    identified: bool = False
+    employee_id: str = ""
+    name: str = ""
+    department: str = ""
+    position: str = ""
+    period: str = ""
+    template_id: str = ""
+    template_version: str = ""
+    template_title: str = ""
+    composition: str = ""
+    sections: list[tuple[str, str, Value]] = field(default_factory=list)
+    total: Decimal | None = None
+    total_in_file: Value = None
+    grade: str | None = None
+    coef: Decimal | None = None
+    pay: Decimal | None = None
+    grades: list[tuple[str, str]] = field(default_factory=list)  # (grade, label) best first
+    lines: list[IndicatorLine] = field(default_factory=list)
+    scores: list[ScoreRow] = field(default_factory=list)
+    counted: bool = False
+    value_engine: str = ""
+    seconds: float = 0.0
+    #: for ``recalc --write``: the form sheet, name -> coordinate, and every computed
+    #: cell's value recomputed from the inputs as typed (what the sheet itself shows)
+    sheet: str = ""
+    date_cells: int = 0  # header date cells the layout has (checked)
+    coords: dict[str, str] = field(default_factory=dict)
+    as_typed: dict[str, Value] = field(default_factory=dict)
+
+    def add(
+        self, kind: str, severity: str, message: str, cell: str = "", address: str = ""
+    ) -> None:
+        self.issues.append(
+            Issue(self.path, self.employee_id, cell, address, kind, severity, message)
+        )
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+    @property
+    def reason(self) -> str:
+        """The first error (why it was rejected), else the first warning."""
+        for sev in ("error", "warning"):
+            for i in self.issues:
+                if i.severity == sev:
+                    where = f"[{i.cell} {i.address}] " if i.cell else ""
+                    return where + i.message
+        return ""
+
+    def settle(self) -> None:
+        self.status = REJECTED if self.errors else WARNING if self.warnings else ACCEPTED
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "file": safe_text(self.path),
+            "sha256": self.sha256,
+            "size": self.size,
+            "modified": dt.datetime.fromtimestamp(self.mtime).replace(microsecond=0).isoformat()
+            if self.mtime
+            else None,
+            "status": self.status,
+            "reason": safe_text(self.reason),
+            "employee_id": safe_text(self.employee_id),
+            "name": safe_text(self.name),
+            "department": safe_text(self.department),
+            "position": safe_text(self.position),
+            "period": safe_text(self.period),
+            "template_id": safe_text(self.template_id),
+            "template_version": safe_text(self.template_version),
+            "counted": self.counted,
+            "total": _json_num(self.total),
+            "total_in_file": _json_value(self.total_in_file),
+            "grade": safe_text(self.grade) if self.grade else None,
+            "pay": _json_num(self.pay),
+            "sections": {sid: _json_value(v) for sid, _n, v in self.sections},
+            "issues": [i.as_dict() for i in self.issues],
+        }
+
+
+def _json_num(d: Decimal | None) -> float | None:
+    return None if d is None else float(d)
+
+
+def _json_value(v: object) -> object:
+    if isinstance(v, Decimal):
+        return float(v)
+    if isinstance(v, bool) or v is None or isinstance(v, int | float):
+        return v
+    return safe_text(v)
+
+
+# ------------------------------------------------------------------------- templates
+
+
+@dataclass
+class _Template:
+    form: m.Form
+    cf: CompiledForm
+    sha256: str
+
+
+#: Templates by the SHA-256 of their text, kept for the life of the process (a template
+#: compiles once however many forms and collections use it).
+_TEMPLATES: dict[str, _Template | SpecError] = {}
+
+
+class Context:
+    """What every file check shares: the secret, limits and template caches."""
+
+    def __init__(self, secret: bytes | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
+        from kpi_excel.meta import resolve_secret
+
+        self.secret = resolve_secret(secret)
+        self.default_secret = secret is None and not os.environ.get("KPI_EXCEL_SECRET")
+        self.limits = limits
+        self._by_sha = _TEMPLATES
+        self._builtin: dict[str, tuple[str, str]] | None = None
+
+    def template(self, text: str, source: str) -> _Template:
+        sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        got = self._by_sha.get(sha)
+        if got is None:
+            from kpi_excel.spec.load import load_form_text
+
+            try:
+                form = load_form_text(text, source)
+                got = _Template(form, compile_form(form), sha)
+            except SpecError as e:
+                got = e
+            self._by_sha[sha] = got
+        if isinstance(got, SpecError):
+            raise got
+        return got
+
+    def builtin(self) -> dict[str, tuple[str, str]]:
+        """Built-in template id -> (version, SHA-256 of the file's bytes)."""
+        if self._builtin is None:
+            from kpi_excel.spec.load import builtin_dir
+
+            folder = builtin_dir()
+            stamp = tuple(
+                (p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                for p in sorted(folder.glob("*.yaml"))
+            )
+            self._builtin = dict(_builtin_versions(str(folder), stamp))
+        return self._builtin
+
+
+_TOP_KEY = re.compile(r"^(id|version):[ \t]*(?:\"([^\"]*)\"|'([^']*)'|([^#\s]+))", re.M)
+
+
+@functools.lru_cache(maxsize=4)
+def _builtin_versions(
+    folder: str, stamp: tuple[tuple[str, int, int], ...]
+) -> tuple[tuple[str, tuple[str, str]], ...]:
+    """(id, (version, sha256)) of every built-in template, read once per folder state.
+
+    Only the top-level ``id`` and ``version`` are needed: they are read with a regex
+    (a full YAML parse of every template costs ~0.2 s each), YAML only as a fallback.
+    """
+    out = []
+    for name, _m, _s in stamp:
+        raw = (Path(folder) / name).read_bytes()
+        text = raw.decode("utf-8-sig", errors="replace")
+        found = {
+            mt.group(1): next(g for g in mt.groups()[1:] if g is not None)
+            for mt in _TOP_KEY.finditer(text)
+        }
+        if "id" not in found or "version" not in found:
+            import yaml
+
+            data = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+            if not isinstance(data, dict) or "id" not in data:
+                continue
+            found = {"id": str(data["id"]), "version": str(data.get("version", ""))}
+        out.append((found["id"], (found["version"], hashlib.sha256(raw).hexdigest())))
+    return tuple(out)
+
+
+# --------------------------------------------------------------------- value helpers
+
+
+def _same(cached: object, want: Value) -> bool:
+    """Whether a cached cell value shows what the engine computed."""
+    if isinstance(cached, CellError):
+        return isinstance(want, str) and want == cached.code
+    if want is None:
+        return cached in (None, "", 0, 0.0)
+    if isinstance(want, str):
+        if want == "":
+            return cached in (None, "")
+        return isinstance(cached, str) and cached == want
+    if isinstance(want, bool):
+        return isinstance(cached, bool) and cached == want
+    if isinstance(cached, bool) or not isinstance(cached, int | float):
+        return False
+    got = Decimal(repr(cached)) if isinstance(cached, float) else Decimal(cached)
+    return abs(got - want) <= Decimal("1e-9") * max(Decimal(1), abs(want))
+
+
+def _show(v: object) -> str:
+    if v is None:
+        return "（空）"
+    if isinstance(v, CellError):
+        return v.code
+    if isinstance(v, Decimal):
+        return format(v.normalize(), "f")
+    if isinstance(v, float):
+        return format(Decimal(repr(v)).normalize(), "f")
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, dt.datetime | dt.date):
+        return v.isoformat()
+    if v == "":
+        return "（空文本）"
+    return str(v)
+
+
+def _decimal(v: object) -> Decimal | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, Decimal):
+        return v
+    if isinstance(v, int):
+        return Decimal(v)
+    if isinstance(v, float):
+        return Decimal(repr(v))
+    return None
+
+
+def _rule_text(ind: m.Indicator, values: dict[str, object], extra: dict[str, object]) -> str:
+    r = ind.rule
+    kind = {
+        "linear": "线性",
+        "tiers": "分档",
+        "deduction": "扣分",
+        "nonoverlap": "扣分（不重叠）",
+        "level": "等级",
+        "rating": "评价",
+        "binary": "是否",
+        "reverse": "反向",
+        "manual": "人工评分",
+        "custom": "自定义",
+    }.get(r.kind, r.kind)
+    method = ind.method
+    if "{" in method:
+        try:
+            from kpi_excel.spec.text import indicator_context, render_text
+
+            method = render_text(method, indicator_context(ind, values, extra))
+        except Exception:  # wording only: never let it stop a check
+            pass
+    method = " ".join(method.split())
+    return f"{kind}：{method}" if method else kind
+
+
+# ------------------------------------------------------------------- the file check
+
+
+def _text_digests(text: str) -> set[str]:
+    """SHA-256 of a template file that reads as ``text`` (the generator hashes the file's
+    bytes, and embeds its text with the BOM dropped and CRLF turned into LF)."""
+    out = set()
+    for body in (text, text.replace("\n", "\r\n")):
+        for bom in (b"", b"\xef\xbb\xbf"):
+            out.add(hashlib.sha256(bom + body.encode("utf-8")).hexdigest())
+    return out
+
+
+def _check_meta(
+    res: FileResult, book: Book, ctx: Context
+) -> tuple[dict[str, str], _Template] | None:
+    if book.sheet("_meta") is None:
+        res.add(
+            "not_a_form",
+            "error",
+            "没有隐藏的 _meta 表：这不是本工具生成的考核表，或被复制/另存到了新工作簿；请使用下发的原表填写",
+        )
+        return None
+    meta = book.meta("_meta")
+    if meta.get("format") != FORMAT:
+        res.add(
+            "not_a_form",
+            "error",
+            f"_meta 表格式为“{meta.get('format', '')}”，不是 {FORMAT}；不是本工具生成的考核表",
+        )
+        return None
+    res.identified = True
+    res.employee_id = meta.get("employee_id", "").strip()
+    res.name = meta.get("name", "")
+    res.department = meta.get("department", "")
+    res.position = meta.get("position", "")
+    res.period = meta.get("period", "")
+    res.template_id = meta.get("template_id", "")
+    res.template_version = meta.get("template_version", "")
+    res.template_title = meta.get("template_title", "")
+    for issue in res.issues:
+        issue.employee = res.employee_id
+    text = meta.get("template_yaml", "")
+    if not text:
+        res.add(
+            "template_missing", "error", "_meta 中没有模板内容（template_yaml），无法按原模板重算"
+        )
+        return None
+    sha = meta.get("template_sha256", "")
+    if sha not in _text_digests(text):
+        res.add(
+            "template_changed",
+            "error",
+            "表内嵌的模板内容与其 SHA-256 校验值不符：模板内容被改动过，无法信任；请用下发的原表重新填写",
+            "",
+            "_meta",
+        )
+        return None
+    try:
+        tpl = ctx.template(text, f"{res.template_id} {res.template_version}")
+    except SpecError as e:
+        res.add("template_invalid", "error", f"表内嵌的模板无法读取：{e}")
+        return None
+    if tpl.form.id != res.template_id or tpl.form.version != res.template_version:
+        res.add(
+            "template_changed",
+            "error",
+            f"_meta 记录的模板 {res.template_id} {res.template_version} 与内嵌模板 "
+            f"{tpl.form.id} {tpl.form.version} 不一致",
+        )
+        return None
+    builtin = ctx.builtin().get(res.template_id)
+    if builtin is None:
+        res.add(
+            "template_unknown",
+            "warning",
+            f"模板 {res.template_id}（{res.template_title}）不是内置模板：已按表内嵌的模板 "
+            f"{res.template_version} 版重算；请确认这是本单位使用的模板",
+        )
+    elif builtin[0] != res.template_version:
+        res.add(
+            "template_old",
+            "warning",
+            f"此表按模板 {res.template_id} 的 {res.template_version} 版生成，当前内置版本为 {builtin[0]}："
+            f"已按表内的 {res.template_version} 版计分",
+        )
+    elif builtin[1] != sha:
+        res.add(
+            "template_differs",
+            "info",
+            f"模板 {res.template_id} {res.template_version} 版的内容与当前内置文件略有不同（版本号相同）；已按表内嵌的模板计分",
+        )
+    kind = tpl.form.period
+    if not _PERIOD_RE[kind].match(res.period):
+        res.add(
+            "period_format",
+            "error",
+            f"考核期“{res.period}”与模板的{m.PERIOD_KINDS[kind]}周期不符（应形如 {_PERIOD_EXAMPLE[kind]}）",
+        )
+    return meta, tpl
+
+
+def _label(cf: CompiledForm, name: str) -> str:
+    inp = cf.input_by_name.get(name)
+    if inp is None:
+        cell = cf.cell_by_name.get(name)
+        if cell is None:
+            return name
+        ind = next((i for _s, i in cf.form.indicators() if i.id == cell.indicator), None)
+        return f"{ind.name}·{cell.label}" if ind else cell.label
+    if inp.indicator:
+        ind = next(i for _s, i in cf.form.indicators() if i.id == inp.indicator)
+        return f"{ind.name}·{inp.spec.label}"
+    return inp.spec.label
+
+
+def _expected_plan(meta: dict[str, str], tpl: _Template) -> Any | None:
+    """The form sheet as generated, rebuilt from the form's own meta (None if impossible)."""
+    try:
+        from kpi_excel import generate, layout
+    except ImportError:
+        return None
+    try:
+        roster = json.loads(meta.get("roster_json") or "{}")
+        fields = {str(k): str(v) for k, v in (roster.get("fields") or {}).items()}
+        values: dict[str, Decimal | None] = {}
+        for k, v in (roster.get("targets") or {}).items():
+            values[str(k)] = None if v is None else Decimal(str(v))
+        if roster.get("q") is not None:
+            values["hdr_q"] = Decimal(str(roster["q"]))
+        period = generate.parse_period(meta.get("period", ""), tpl.form.period)
+        return layout.layout_form(tpl.cf, fields, values, period, meta.get("company", ""))
+    except Exception:  # an old or foreign meta layout: fall back to what the names say
+        return None
+
+
+def _row_of(coord: str) -> tuple[int, str]:
+    mt = re.match(r"^([A-Z]+)(\d+)$", coord)
+    assert mt is not None
+    return int(mt.group(2)), mt.group(1)
+
+
+def _locked_diff(
+    expected: list[tuple[str, object]], now: list[tuple[str, object]]
+) -> list[tuple[str, str, str, str]]:
+    """Changed locked cells as (old coord, new coord, old text, new text).
+
+    Rows are aligned first (difflib over whole-row contents), so rows a manager
+    inserted or deleted do not make every cell below them look changed.
+    """
+    from kpi_excel.meta import canonical
+
+    def rows(cells: list[tuple[str, object]]) -> list[tuple[int, dict[str, str]]]:
+        by: dict[int, dict[str, str]] = {}
+        for c, v in cells:
+            r, col = _row_of(c)
+            text = canonical(v)
+            if text != "":
+                by.setdefault(r, {})[col] = text
+        return sorted(by.items())
+
+    a, b = rows(expected), rows(now)
+    sig_a = [tuple(sorted(d.items())) for _r, d in a]
+    sig_b = [tuple(sorted(d.items())) for _r, d in b]
+    out: list[tuple[str, str, str, str]] = []
+    sm = difflib.SequenceMatcher(None, sig_a, sig_b, autojunk=False)
+    for op, i1, i2, j1, j2 in sm.get_opcodes():
+        if op == "equal":
+            continue
+        pairs = list(zip(range(i1, i2), range(j1, j2), strict=False))
+        for i, j in pairs:
+            (ra, da), (rb, db) = a[i], b[j]
+            for col in sorted(set(da) | set(db), key=lambda s: (len(s), s)):
+                if da.get(col) != db.get(col):
+                    out.append((f"{col}{ra}", f"{col}{rb}", da.get(col, ""), db.get(col, "")))
+        for i in range(i1 + len(pairs), i2):
+            ra, da = a[i]
+            out += [(f"{c}{ra}", "", t, "") for c, t in sorted(da.items())]
+        for j in range(j1 + len(pairs), j2):
+            rb, db = b[j]
+            out += [("", f"{c}{rb}", "", t) for c, t in sorted(db.items())]
+    return out
+
+
+def _clip(s: str, n: int = 80) -> str:
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _describe_cell(plan: Any, coord: str, cf: CompiledForm) -> tuple[str, bool]:
+    """（指标·列名） of a cell of the generated sheet, and whether it shows a percent."""
+    if not coord:
+        return "", False
+    row, letters = _row_of(coord)
+    col = 0
+    for ch in letters:
+        col = col * 26 + ord(ch) - 64
+    r, c = row - 1, col - 1
+    cell = plan.cells.get((r, c))
+    pct = cell is not None and "%" in str(dict(cell.style).get("num_format", ""))
+    head = plan.freeze[0] - 1 if plan.freeze[0] else None
+    label = ""
+    if head is not None and r > head:
+        h = plan.cells.get((head, c))
+        label = str(h.value) if h is not None and isinstance(h.value, str) else ""
+    ind_name = ""
+    for name, (nr, _nc) in plan.names.items():
+        if nr != r:
+            continue
+        ind = cf.input_by_name[name].indicator if name in cf.input_by_name else None
+        if ind is None and name in cf.cell_by_name:
+            ind = cf.cell_by_name[name].indicator
+        if ind:
+            ind_name = next(i.name for _s, i in cf.form.indicators() if i.id == ind)
+            break
+    parts = [p for p in (ind_name, label) if p]
+    return (f"（{'·'.join(parts)}）" if parts else ""), pct
+
+
+def _as_shown(text: str, pct: bool) -> str:
+    if not pct or not text:
+        return text
+    try:
+        return format((Decimal(text) * 100).normalize(), "f") + "%"
+    except ArithmeticError:
+        return text
+
+
+def _check_integrity(
+    res: FileResult,
+    book: Book,
+    meta: dict[str, str],
+    tpl: _Template,
+    sheet: str,
+    ctx: Context,
+    addr: dict[str, str],
+) -> set[str]:
+    """Formulas and the fingerprint. Returns the names of overwritten formula cells."""
+    from kpi_excel.meta import canonical, fingerprint, locked_cells_from_openpyxl
+
+    ws = book.sheet_cells(sheet)
+    overwritten: set[str] = set()
+    for cell in tpl.cf.cells:
+        ref = book.names.get(cell.name)
+        if ref is None or ref.problem or ref.coord is None:
+            continue
+        want = "=" + cell.expr.to_excel(lambda n: n)
+        got = ws.value(ref.coord)
+        got_text = canonical(got)
+        if got_text != canonical(want):
+            overwritten.add(cell.name)
+            if isinstance(got, str) and got.startswith("="):
+                what = f"公式被改为 {_clip(got_text)}"
+            else:
+                what = f"公式被覆盖成了固定值 {_show(got)}"
+            res.add(
+                "formula_overwritten",
+                "error",
+                f"“{_label(tpl.cf, cell.name)}”{what}（原公式 {_clip(want)}）；请用下发的原表重新填写",
+                cell.name,
+                addr.get(cell.name, ""),
+            )
+
+    now = locked_cells_from_openpyxl(ws)
+    fp_meta = {k: v for k, v in meta.items() if k != "fingerprint"}
+    if fingerprint(ctx.secret, res.template_version, now, fp_meta) == meta.get("fingerprint", ""):
+        return overwritten
+    plan = _expected_plan(meta, tpl)
+    expected = plan.locked_cells() if plan is not None else None
+    if expected is not None and fingerprint(
+        ctx.secret, res.template_version, expected, fp_meta
+    ) == meta.get("fingerprint", ""):
+        changes = _locked_diff(expected, now)
+        name_at = {
+            ref.coord: n for n, ref in book.names.items() if ref.coord and ref.sheet == sheet
+        }
+        formula_cells = {addr.get(n, "").rpartition("!")[2] for n in overwritten}
+        shown = 0
+        for old_c, new_c, old_t, new_t in changes:
+            if new_c and new_c in formula_cells:
+                continue  # already reported as an overwritten formula
+            name = name_at.get(new_c, "")
+            where = f"{sheet}!{new_c}" if new_c else f"{sheet}!{old_c}（已删除）"
+            moved = f"（原位置 {old_c}）" if old_c and new_c and old_c != new_c else ""
+            desc, pct = _describe_cell(plan, old_c or new_c, tpl.cf)
+            old_s, new_s = _as_shown(old_t, pct), _as_shown(new_t, pct)
+            if not new_t:
+                what = f"锁定单元格{desc}的内容被删除：原为“{_clip(old_s)}”"
+            elif not old_t:
+                what = f"锁定区域新增了内容“{_clip(new_s)}”"
+            else:
+                what = f"锁定单元格{desc}被改动{moved}：原为“{_clip(old_s)}”，现为“{_clip(new_s)}”"
+            res.add("locked_changed", "error", what + "；请用下发的原表重新填写", name, where)
+            shown += 1
+        if not changes and not any(i.kind == "rows_moved" for i in res.issues):
+            res.add(
+                "rows_moved",
+                "info",
+                "表内插入或删除了行，锁定内容未改动；已按名称读取各单元格",
+            )
+        elif shown == 0 and not overwritten:  # pragma: no cover - defensive
+            res.add("fingerprint", "error", "指纹校验不符：锁定内容被改动")
+        return overwritten
+    hint = (
+        "若生成时设置了 KPI_EXCEL_SECRET，回收时也须设置相同的值"
+        if ctx.default_secret
+        else "请确认回收时的 KPI_EXCEL_SECRET 与生成时相同"
+    )
+    if expected is not None:
+        # the sheet rebuilt by this tool version does not give the recorded fingerprint:
+        # the form came from another tool version (its layout may differ), the meta was
+        # edited, or another key was used. The rebuilt sheet is still the best guess.
+        changes = [
+            c
+            for c in _locked_diff(expected, now)
+            if not (c[1] and c[1] in {addr.get(n, "").rpartition("!")[2] for n in overwritten})
+        ]
+        version = meta.get("tool_version", "")
+        if not changes:
+            res.add(
+                "fingerprint",
+                "error",
+                "指纹校验不符，而锁定单元格与原表一致：隐藏的 _meta 信息被改动，"
+                f"或生成时使用了不同的密钥（{hint}）",
+                "",
+                "_meta",
+            )
+            return overwritten
+        listed = "；".join(
+            f"{new_c or old_c}：原为“{_clip(old_t, 30)}”，现为“{_clip(new_t, 30)}”"
+            for old_c, new_c, old_t, new_t in changes[:8]
+        )
+        more = f" 等 {len(changes)} 处" if len(changes) > 8 else ""
+        origin = (
+            f"此表由 {version} 版生成，当前为 {__version__} 版，对照仅供参考"
+            if version and version != __version__
+            else "对照仅供参考"
+        )
+        res.add(
+            "fingerprint",
+            "error",
+            f"指纹校验不符：锁定单元格或隐藏的 _meta 信息被改动。与重建的原表相比，以下锁定单元格不同"
+            f"（{origin}）：{listed}{more}；请用下发的原表重新填写",
+            "",
+            f"{sheet}!{changes[0][1] or changes[0][0]}",
+        )
+        return overwritten
+    res.add(
+        "fingerprint",
+        "error",
+        "指纹校验不符：锁定单元格或隐藏的 _meta 信息被改动（无法还原原表以指出具体单元格）；"
+        "请用下发的原表重新填写",
+    )
+    return overwritten
+
+
+def _check_dates(res: FileResult, book: Book, form: m.Form, checked: dict[str, Checked]) -> None:
+    """Header date cells (``hdr_input_N`` whose label says 日期), where the layout has them."""
+    n = 0
+    for h in form.header:
+        if h.source != "input":
+            continue
+        n += 1
+        name = f"hdr_input_{n}"
+        ref = book.names.get(name)
+        if ref is None or ref.problem:
+            continue
+        raw = book.value(name)
+        is_date = "日期" in h.label
+        res.date_cells += is_date
+        spec = m.InputSpec(label=h.label, kind="date" if is_date else "text", required=False)
+        c = check_input(raw, spec, role="header")
+        checked[name] = c
+        for f in c.findings:
+            res.add(f.kind, f.severity, f.message, name, ref.address)
+        if not is_date:
+            continue
+        if c.value is None:
+            res.add("date_missing", "warning", f"“{h.label}”未填写", name, ref.address)
+            continue
+        if isinstance(c.value, Decimal):
+            day = (dt.datetime(1899, 12, 30) + dt.timedelta(days=int(c.value))).date()
+            start, end = _period_bounds(res.period)
+            if start and day < start:
+                res.add(
+                    "date_range",
+                    "warning",
+                    f"“{h.label}”为 {day}，早于考核期 {res.period} 的开始；请核对",
+                    name,
+                    ref.address,
+                )
+            elif day > dt.date.today() + dt.timedelta(days=1):
+                res.add(
+                    "date_range",
+                    "warning",
+                    f"“{h.label}”为 {day}，晚于今天；请核对",
+                    name,
+                    ref.address,
+                )
+            elif end and day > end + dt.timedelta(days=366):
+                res.add(
+                    "date_range",
+                    "warning",
+                    f"“{h.label}”为 {day}，距考核期结束超过一年；请核对",
+                    name,
+                    ref.address,
+                )
+
+
+def _period_bounds(period: str) -> tuple[dt.date | None, dt.date | None]:
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}", period):
+            y, mo = map(int, period.split("-"))
+            start = dt.date(y, mo, 1)
+            end = (dt.date(y + (mo == 12), mo % 12 + 1, 1)) - dt.timedelta(days=1)
+            return start, end
+        if re.fullmatch(r"\d{4}-Q[1-4]", period):
+            y, q = int(period[:4]), int(period[-1])
+            start = dt.date(y, 3 * q - 2, 1)
+            end = dt.date(y + (q == 4), (3 * q) % 12 + 1, 1) - dt.timedelta(days=1)
+            return start, end
+        if re.fullmatch(r"\d{4}", period):
+            return dt.date(int(period), 1, 1), dt.date(int(period), 12, 31)
+    except ValueError:
+        pass
+    return None, None
+
+
+def check_book(res: FileResult, book: Book, ctx: Context) -> None:
+    """Identify, read, recompute and check one opened workbook (fills ``res``)."""
+    got = _check_meta(res, book, ctx)
+    if got is None:
+        return
+    meta, tpl = got
+    cf, form = tpl.cf, tpl.form
+    res.grades = [(g.grade, g.label) for g in form.grades]
+    res.composition = form.composition
+    sheet = meta.get("sheet", "")
+    if book.sheet(sheet) is None:
+        res.add(
+            "sheet_missing",
+            "error",
+            f"找不到考核表工作表“{sheet}”（被改名或删除）；请用下发的原表填写",
+        )
+        return
+
+    # -- names --------------------------------------------------------------------
+    try:
+        names_then = {k: str(v) for k, v in json.loads(meta.get("names_json") or "{}").items()}
+    except (ValueError, AttributeError):
+        names_then = {}
+    addr: dict[str, str] = {}
+    missing: list[str] = []
+    moved = 0
+    for name in [i.name for i in cf.inputs] + [c.name for c in cf.cells]:
+        ref = book.names.get(name)
+        if ref is None or ref.problem:
+            missing.append(name)
+            why = ref.problem if ref is not None else "工作簿中没有这个名称（被删除）"
+            res.add(
+                "name_missing",
+                "error",
+                f"“{_label(cf, name)}”无法定位：{why}",
+                name,
+                names_then.get(name, ""),
+            )
+            continue
+        if ref.sheet != sheet:
+            res.add("name_moved", "error", f"名称指向了其他工作表 {ref.address}", name, ref.address)
+            missing.append(name)
+            continue
+        addr[name] = ref.address
+        then = names_then.get(name)
+        if then is not None:
+            s, r = split_ref(then)
+            if r.replace("$", "") != ref.coord:
+                moved += 1
+    if missing:
+        return
+    if moved:
+        res.add(
+            "rows_moved",
+            "info",
+            f"{moved} 个单元格的位置与生成时不同（插入/删除了行或列）；已按名称读取",
+        )
+
+    # -- inputs -------------------------------------------------------------------
+    raw: dict[str, object] = {}
+    checked: dict[str, Checked] = {}
+    na_inds: set[str] = set()
+    for inp in cf.inputs:
+        raw[inp.name] = book.value(inp.name)
+        if inp.role == "na" and to_sheet_value(raw[inp.name]) == "是":
+            na_inds.add(inp.indicator or "")
+    typed_in = [i for i in cf.inputs if i.spec.source == "form" and i.role == "input"]
+    blank_form = bool(typed_in) and all(
+        raw[i.name] is None or (isinstance(raw[i.name], str) and not str(raw[i.name]).strip())
+        for i in typed_in
+    )
+    if blank_form:
+        res.add("blank_form", "error", "考核表未填写：所有填写项都是空的；请填写后再提交")
+    ws = book.sheet_cells(sheet)
+    for inp in cf.inputs:
+        typed = ws.value(book.names[inp.name].coord or "")
+        if isinstance(typed, str) and typed.startswith("=") and inp.spec.source == "form":
+            # allowed (the cell is unlocked), but the result is what counts: say so
+            got = raw[inp.name]
+            res.add(
+                "input_formula",
+                "info" if got not in (None, "") else "warning",
+                f"“{_label(cf, inp.name)}”填的是公式 {_clip(typed, 60)}，"
+                + (
+                    f"按其结果 {_show(got)} 计"
+                    if got not in (None, "")
+                    else "但没有计算结果（未重新计算）"
+                ),
+                inp.name,
+                addr[inp.name],
+            )
+    for inp in cf.inputs:
+        v = raw[inp.name]
+        if blank_form and inp.role == "input":
+            checked[inp.name] = Checked(None, v)
+            continue
+        if isinstance(v, CellError):
+            checked[inp.name] = Checked(None, v)
+            res.add(
+                "input_error",
+                "error",
+                f"“{_label(cf, inp.name)}”是错误值 {v.code}",
+                inp.name,
+                addr[inp.name],
+            )
+            continue
+        if inp.spec.source == "roster":
+            checked[inp.name] = Checked(to_sheet_value(v), v)  # locked: the fingerprint covers it
+            continue
+        c = check_input(v, inp.spec, role=inp.role, label=_label(cf, inp.name))
+        if inp.indicator in na_inds and inp.role != "na":
+            # 不适用: the indicator's own inputs are not needed
+            c = Checked(c.value, c.raw, tuple(f for f in c.findings if f.kind != "required"))
+        checked[inp.name] = c
+        for f in c.findings:
+            res.add(f.kind, f.severity, f.message, inp.name, addr[inp.name])
+
+    _check_dates(res, book, form, checked)
+
+    # -- recompute twice -------------------------------------------------------------
+    overwritten = _check_integrity(res, book, meta, tpl, sheet, ctx, addr)
+    # as the sheet computes it: inputs as typed, and overwritten cells holding what
+    # they now hold (their dependents were computed from that)
+    as_typed = _evaluate_sheet(
+        cf,
+        {n: to_sheet_value(v) for n, v in raw.items() if not isinstance(v, CellError)},
+        {n: _cell_value(book.value(n)) for n in overwritten},
+    )
+    final = evaluate(cf, {n: c.value for n, c in checked.items()})
+    res.sheet = sheet
+    res.coords = {n: book.names[n].coord or "" for n in addr}
+    res.as_typed = {c.name: as_typed.get(c.name) for c in cf.cells if c.name not in overwritten}
+
+    stale = [
+        c.name
+        for c in cf.cells
+        if c.name not in overwritten and not _same(book.value(c.name), as_typed.get(c.name))
+    ]
+    if stale:
+        # one finding per file, naming every cell: a form filled in a viewer that never
+        # recalculates has all its formula cells stale at once
+        key = "total" if "total" in stale else stale[0]
+        cells = "、".join(f"{n}（{addr[n].rpartition('!')[2]}）" for n in stale)
+        res.add(
+            "stale_value",
+            "warning",
+            f"{len(stale)} 个公式单元格的表内值与重算值不符（公式被覆盖或未重新计算）："
+            f"如“{_label(cf, key)}”表内显示 {_show(book.value(key))}，按表内输入重算为 "
+            f"{_show(as_typed.get(key))}。公式完好，应是填写后未重新计算（如在手机或聊天软件里"
+            f"填写），以重算结果为准。涉及：{cells}",
+            key,
+            addr[key],
+        )
+    res.value_engine = book.value_engine
+
+    # -- results ---------------------------------------------------------------------
+    total = final.get("total")
+    res.total = total if isinstance(total, Decimal) else None
+    res.total_in_file = _cell_value(book.value("total"))
+    g = final.get("grade")
+    res.grade = g if isinstance(g, str) and g else None
+    res.coef = _decimal(final.get("coef"))
+    res.pay = _decimal(final.get("pay"))
+    if res.total is None and not res.errors:
+        blanks = [
+            ind.name
+            for _s, ind in form.indicators()
+            if not isinstance(final.get(f"score_{ind.id}"), Decimal)
+            and final.get(f"score_{ind.id}") != "不适用"
+        ]
+        res.add(
+            "no_total",
+            "error",
+            "无法算出总分"
+            + (f"：{'、'.join(blanks)} 没有得分（输入不完整或落在分档空隙）" if blanks else ""),
+            "total",
+            addr.get("total", ""),
+        )
+    for sec in form.sections:
+        res.sections.append((sec.id, sec.name, final.get(f"sub_{sec.id}")))
+    for sec, ind in form.indicators():
+        inputs = [
+            (i.name, i.spec.label, checked[i.name].value)
+            for i in cf.inputs
+            if i.indicator == ind.id and i.role == "input"
+        ]
+        target = next((v for n, lab, v in inputs if _column(cf, n) == "target"), None)
+        actual = next((v for n, lab, v in inputs if _column(cf, n) in ("actual", "value")), None)
+        if actual is None and target is None and len(inputs) == 1:
+            actual = inputs[0][2]
+        raters = {}
+        if ind.raters is not None:
+            for key, spec in ind.raters.columns.items():
+                raters[spec.label] = checked.get(f"in_{ind.id}_{key}", Checked(None, None)).value
+        if form.composition == "points":
+            weight: Value = ind.points
+        else:
+            weight = final.get(f"w_{ind.id}", ind.weight)
+        res.lines.append(
+            IndicatorLine(
+                indicator=ind.id,
+                name=ind.name,
+                section_id=sec.id,
+                section=sec.name,
+                target=target,
+                actual=actual,
+                inputs=inputs,
+                system=final.get(f"sys_{ind.id}"),
+                raters=raters,
+                final=final.get(f"score_{ind.id}"),
+                weight=weight,
+                weighted=final.get(f"ws_{ind.id}"),
+                full=ind.full_score,
+                rule=_rule_text(
+                    ind,
+                    {
+                        k: checked[f"in_{ind.id}_{k}"].value
+                        for k in ind.inputs
+                        if f"in_{ind.id}_{k}" in checked
+                    },
+                    {"period": res.period, "name": res.name, "department": res.department},
+                ),
+            )
+        )
+    res.scores = [
+        ScoreRow(c.name, c.kind, c.indicator, c.section, final.get(c.name)) for c in cf.cells
+    ]
+
+
+def _evaluate_sheet(
+    cf: CompiledForm, inputs: dict[str, Value], fixed: dict[str, Value]
+) -> dict[str, Value]:
+    """:func:`evaluate`, except that the cells in ``fixed`` keep the given values."""
+    if not fixed:
+        return evaluate(cf, inputs)
+    from kpi_excel.rules.tree import SheetError
+
+    env: dict[str, Value] = dict(cf.constants())
+    for inp in cf.inputs:
+        env[inp.name] = inputs.get(inp.name)
+    for cell in cf.cells:
+        if cell.name in fixed:
+            env[cell.name] = fixed[cell.name]
+            continue
+        try:
+            env[cell.name] = cell.expr.evaluate(env)
+        except SheetError as e:
+            env[cell.name] = e.code
+    return env
+
+
+def _column(cf: CompiledForm, name: str) -> str:
+    inp = cf.input_by_name[name]
+    return inp.spec.column or inp.key
+
+
+def _cell_value(v: object) -> Value:
+    if isinstance(v, CellError):
+        return v.code
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int | float):
+        return Decimal(repr(v)) if isinstance(v, float) else Decimal(v)
+    if v is None:
+        return None
+    return str(v)
+
+
+def check_source(src: Source, ctx: Context) -> FileResult:
+    """Check one input file. Never raises: every failure becomes a rejected result."""
+    t0 = time.perf_counter()
+    res = FileResult(src.display, src.size, src.mtime)
+    book: Book | None = None
+    try:
+        data = src.read(ctx.limits)
+        res.size = len(data)
+        res.sha256 = hashlib.sha256(data).hexdigest()
+        if Path(src.display).suffix.lower() not in _WORKBOOK_EXT and data[:2] == b"PK":
+            res.add("extension", "info", f"文件扩展名为“{Path(src.display).suffix}”，按 .xlsx 读取")
+        book = open_book(
+            data, src.display, limits=ctx.limits, path=None if src.members else src.origin
+        )
+        check_book(res, book, ctx)
+    except UnreadableFile as e:
+        res.add(e.kind, "error", str(e))
+    except KpiExcelError as e:
+        res.add("unreadable", "error", str(e))
+    except (OSError, zipfile.BadZipFile) as e:
+        res.add("unreadable", "error", f"文件无法读取：{e}")
+    except Exception as e:  # one bad file never stops the others
+        res.add(
+            "internal",
+            "error",
+            f"检查此文件时出错（{type(e).__name__}: {e}）；请把此文件发给管理员",
+        )
+    finally:
+        if book is not None:
+            book.close()
+    if not res.sha256:
+        res.sha256 = hashlib.sha256(src.display.encode("utf-8")).hexdigest()
+        res.add("unreadable", "info", "文件内容无法读取，台账以文件路径代替内容校验值记录")
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+# ------------------------------------------------------------------- across files
+
+
+@dataclass
+class Collection:
+    """The outcome of one collection run."""
+
+    period: str
+    files: list[FileResult]
+    skipped: list[tuple[str, str]]
+    roster: list[dict[str, str]] | None = None
+    missing: list[dict[str, str]] = field(default_factory=list)
+    quota: dict[str, Decimal] | None = None
+    generated_at: str = ""
+    seconds: float = 0.0
+    trend: list[Any] = field(default_factory=list)
+    summary_path: str = ""
+    ledger_path: str = ""
+    notes: list[str] = field(default_factory=list)
+
+    def counted(self) -> list[FileResult]:
+        """The files that count: one per employee, accepted (with or without warnings)."""
+        return [f for f in self.files if f.counted and f.status != REJECTED]
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "files": len(self.files),
+            "accepted": sum(f.status == ACCEPTED for f in self.files),
+            "warning": sum(f.status == WARNING for f in self.files),
+            "rejected": sum(f.status == REJECTED for f in self.files),
+            "skipped": len(self.skipped),
+            "missing": len(self.missing),
+            "employees": len(self.counted()),
+        }
+
+
+def _period_key(p: str) -> tuple[int, int]:
+    mt = re.match(r"^(\d{4})(?:-(?:Q(\d)|(\d{2})))?$", p)
+    if not mt:
+        return (0, 0)
+    year = int(mt.group(1))
+    if mt.group(2):
+        return (year, int(mt.group(2)) * 3)
+    if mt.group(3):
+        return (year, int(mt.group(3)))
+    return (year, 12)
+
+
+def _choose_period(files: list[FileResult], period: str | None) -> str:
+    if period:
+        return period
+    seen = Counter(f.period for f in files if f.identified and f.period)
+    if not seen:
+        return ""
+    top = max(seen.values())
+    return max((p for p, n in seen.items() if n == top), key=_period_key)
+
+
+def _cross_checks(files: list[FileResult], period: str, roster_ids: set[str] | None) -> None:
+    for f in files:
+        if f.identified and period and f.period != period:
+            f.add(
+                "wrong_period",
+                "error",
+                f"考核期为 {f.period}，与本次汇总的考核期 {period} 不符；如需汇总该期，请单独回收",
+            )
+        if f.identified and roster_ids is not None and f.employee_id not in roster_ids:
+            f.add("not_in_roster", "warning", f"工号 {f.employee_id}（{f.name}）不在花名册中")
+        if f.identified and not f.employee_id:
+            f.add("no_employee", "error", "_meta 中没有工号，无法归属到员工")
+    groups: dict[tuple[str, str], list[FileResult]] = {}
+    for f in files:
+        if f.identified and f.employee_id and f.period == period:
+            groups.setdefault((f.employee_id, f.period), []).append(f)
+    for (eid, per), group in groups.items():
+        # the newest file counts: by modification time, then by name
+        group.sort(key=lambda f: (f.mtime, f.path), reverse=True)
+        winner = group[0]
+        winner.counted = True
+        for other in group[1:]:
+            same = "内容相同的副本" if other.sha256 == winner.sha256 else "另一份"
+            other.add(
+                "duplicate",
+                "error",
+                f"重复提交：工号 {eid} {per} 期有多份表，以较新的 {winner.path} 为准，此份（{same}）不计",
+            )
+        if len(group) > 1:
+            winner.add(
+                "duplicate_kept",
+                "info",
+                f"工号 {eid} {per} 期共收到 {len(group)} 份表，以此份（修改时间最新）为准",
+            )
+    for f in files:
+        f.settle()
+    # an employee whose newest file is rejected: the older valid one does not count
+    # either (the newest is the manager's latest word); they show as rejected/missing.
+
+
+def _roster_rows(path: Path) -> list[dict[str, str]]:
+    """Roster members (工号, 姓名, 部门) for the 未交 list."""
+    try:
+        from kpi_excel.roster import FIELD_ALIASES, read_table
+
+        table = read_table(path)
+
+        def norm(s: object) -> str:
+            return re.sub(r"\s+", "", unicodedata.normalize("NFKC", str(s or ""))).casefold()
+
+        col: dict[str, int] = {}
+        for i, name in enumerate(table.columns):
+            for fld in ("employee_id", "name", "department"):
+                if fld not in col and norm(name) in {norm(a) for a in FIELD_ALIASES[fld]}:
+                    col[fld] = i
+        if "employee_id" not in col:
+            raise KpiExcelError(f"花名册 {path} 中找不到“工号”列")
+        out = []
+        for _n, vals in table.rows:
+
+            def get(fld: str, vals: list[object] = vals) -> str:
+                i = col.get(fld)
+                v = vals[i] if i is not None and i < len(vals) else None
+                if isinstance(v, float) and v.is_integer():
+                    v = int(v)
+                return "" if v is None else str(v).strip()
+
+            if get("employee_id"):
+                out.append(
+                    {
+                        "employee_id": get("employee_id"),
+                        "name": get("name"),
+                        "department": get("department"),
+                    }
+                )
+        return out
+    except ImportError:  # pragma: no cover - the roster module ships with the package
+        import pandas as pd
+
+        df = (
+            pd.read_csv(path, dtype=str)
+            if path.suffix.lower() == ".csv"
+            else pd.read_excel(path, dtype=str)
+        )
+        return [
+            {
+                "employee_id": str(r["工号"]).strip(),
+                "name": str(r.get("姓名", "")),
+                "department": str(r.get("部门", "")),
+            }
+            for _i, r in df.iterrows()
+            if str(r.get("工号", "")).strip()
+        ]
+
+
+def parse_quota(text: str | None) -> dict[str, Decimal] | None:
+    """``A=20%,B=30%`` (or ``A:0.2;B:0.3``) -> {grade: share}; raises on nonsense."""
+    if not text:
+        return None
+    out: dict[str, Decimal] = {}
+    for part in re.split(r"[,，;；\s]+", unicodedata.normalize("NFKC", text).strip()):
+        if not part:
+            continue
+        mt = re.fullmatch(r"([^=:]+)[=:]([\d.]+)(%?)", part)
+        if not mt:
+            raise KpiExcelError(f"强制分布比例“{part}”看不懂：请写成 A=20%,B=30%,C=40%,D=10%")
+        share = Decimal(mt.group(2))
+        if mt.group(3) or share > 1:
+            share /= 100
+        if not 0 <= share <= 1:
+            raise KpiExcelError(f"强制分布比例“{part}”应在 0% 到 100% 之间")
+        out[mt.group(1).strip()] = share
+    if sum(out.values(), Decimal(0)) > 1:
+        raise KpiExcelError(f"强制分布比例合计 {sum(out.values()) * 100:f}% 超过 100%")
+    return out
+
+
+#: Fewer files than this are checked in-process: starting workers costs ~0.3 s.
+PARALLEL_FROM = 48
+
+_WORKER_CTX: Context | None = None
+
+
+def _worker_init(secret: bytes | None, limits: Limits) -> None:
+    global _WORKER_CTX
+    _WORKER_CTX = Context(secret, limits)
+
+
+def _worker_check(src: Source) -> FileResult:
+    assert _WORKER_CTX is not None
+    return check_source(src, _WORKER_CTX)
+
+
+def _check_all(
+    sources: list[Source], secret: bytes | None, limits: Limits, workers: int | None, on_file: Any
+) -> Iterator[FileResult]:
+    """Check every source, in order; in worker processes for large collections.
+
+    openpyxl (needed for formulas and the fingerprint) is most of the time per file and
+    holds the GIL, so processes, not threads. If a pool cannot start (a sandbox without
+    process support), the files are checked here instead.
+    """
+    n = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    if n > 1 and len(sources) >= (PARALLEL_FROM if workers is None else 2):
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            pool = ProcessPoolExecutor(
+                max_workers=n, initializer=_worker_init, initargs=(secret, limits)
+            )
+        except (OSError, NotImplementedError, ValueError):
+            pool = None
+        if pool is not None:
+            with pool:
+                for res in pool.map(_worker_check, sources, chunksize=8):
+                    if on_file is not None:
+                        on_file(res)
+                    yield res
+            return
+    ctx = Context(secret, limits)
+    for src in sources:
+        res = check_source(src, ctx)
+        if on_file is not None:
+            on_file(res)
+        yield res
+
+
+def _notes(files: list[FileResult]) -> list[str]:
+    """What was not checked, and why (shown in the report and the JSON)."""
+    forms = [f for f in files if f.identified and f.lines]
+    if not forms:
+        return []
+    notes = ["签字未检查：考核表上的签字栏是打印后手写的文字行，表内没有可填写、可核对的签字单元格"]
+    dated = sum(f.date_cells > 0 for f in forms)
+    if dated:
+        notes.append(
+            f"已检查 {dated} 份表的表头日期（是否填写、是否为有效日期、是否在考核期前后合理范围内）"
+        )
+    else:
+        notes.append(
+            "日期未检查：这些模板的日期只在签字栏中（打印后手写），表内没有可填写的日期单元格"
+        )
+    return notes
+
+
+def _file_row(f: FileResult) -> FileRow:
+    return FileRow(
+        sha256=f.sha256,
+        period=f.period if f.identified else "",
+        status=f.status,
+        reason=f.reason,
+        employee_id=f.employee_id or None,
+        name=f.name or None,
+        department=f.department or None,
+        position=f.position or None,
+        template_id=f.template_id or None,
+        template_version=f.template_version or None,
+        total=f.total,
+        total_in_file=f.total_in_file,
+        grade=f.grade,
+        pay=f.pay,
+        counted=f.counted and f.status != REJECTED,
+        sources=[SourceRow(f.path, f.size, f.mtime, f.status, f.reason)],
+        scores=list(f.scores),
+        anomalies=[
+            AnomalyRow(i.path, i.cell, i.address, i.kind, i.severity, i.message) for i in f.issues
+        ],
+    )
+
+
+def _ledger_rows(files: list[FileResult]) -> list[FileRow]:
+    """One row per (sha256, period); identical copies become several sources of one row."""
+    rows: dict[tuple[str, str], FileRow] = {}
+    order = {ACCEPTED: 0, WARNING: 1, REJECTED: 2}
+    for f in sorted(files, key=lambda f: (f.sha256, order[f.status], f.path)):
+        row = _file_row(f)
+        key = (row.sha256, row.period)
+        if key not in rows:
+            rows[key] = row
+            continue
+        kept = rows[key]
+        kept.counted = kept.counted or row.counted
+        kept.sources += row.sources
+        kept.anomalies += row.anomalies
+    return list(rows.values())
+
+
+def collect(
+    inputs: Sequence[Path],
+    *,
+    out: Path | None = None,
+    roster: Path | None = None,
+    db: Path | None = None,
+    quota: str | None = None,
+    secret: bytes | None = None,
+    period: str | None = None,
+    limits: Limits = DEFAULT_LIMITS,
+    on_file: Any = None,
+    write: bool = True,
+    workers: int | None = None,
+) -> Collection:
+    """Run a whole collection; write the ledger and the summary when ``write``.
+
+    ``workers``: processes checking files in parallel (default: one per CPU, up to 8,
+    when there are at least :data:`PARALLEL_FROM` files; 1 checks in this process).
+    """
+    t0 = time.perf_counter()
+    quota_map = parse_quota(quota)
+    roster_rows = _roster_rows(roster) if roster is not None else None
+    ledger_path = db or (default_path(out) if out is not None else None)
+    exclude = [p for p in (out, ledger_path) if p is not None]
+    sources, skipped = discover(inputs, exclude, limits)
+    files = list(_check_all(sources, secret, limits, workers, on_file))
+    chosen = _choose_period(files, period)
+    ids = {r["employee_id"] for r in roster_rows} if roster_rows is not None else None
+    _cross_checks(files, chosen, ids)
+    coll = Collection(
+        period=chosen,
+        files=files,
+        skipped=skipped,
+        roster=roster_rows,
+        quota=quota_map,
+        generated_at=dt.datetime.now().replace(microsecond=0).isoformat(),
+    )
+    if roster_rows is not None:
+        counted = {f.employee_id for f in coll.counted()}
+        latest: dict[str, FileResult] = {}
+        for f in files:
+            if f.identified and f.period == chosen:
+                latest.setdefault(f.employee_id, f)
+                if f.counted:
+                    latest[f.employee_id] = f
+        for r in roster_rows:
+            if r["employee_id"] in counted:
+                continue
+            f = latest.get(r["employee_id"])
+            why = f"已交但被退回：{f.reason}（{f.path}）" if f is not None else "未收到考核表"
+            coll.missing.append({**r, "reason": why})
+    coll.notes = _notes(files)
+    if quota_map:
+        known = {g for f in files for g, _label in f.grades}
+        unknown = [g for g in quota_map if g not in known]
+        if unknown and known:
+            coll.notes.append(
+                f"强制分布比例中的等级 {'、'.join(unknown)} 不是模板的等级（{'、'.join(sorted(known))}），已忽略"
+            )
+    if write and ledger_path is not None:
+        with Ledger(ledger_path) as led:
+            led.record(_ledger_rows(files))
+            coll.trend = led.trend()
+        coll.ledger_path = str(ledger_path)
+    if write and out is not None:
+        from kpi_excel.summary import write_summary
+
+        write_summary(coll, out)
+        coll.summary_path = str(out)
+    coll.seconds = time.perf_counter() - t0
+    return coll
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _report(coll: Collection, console: Any) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    def esc(v: object) -> str:
+        return escape(safe_text(v))
+
+    c = coll.counts()
+    t = Table(
+        title=f"回收汇总 {esc(coll.period) or '（未识别考核期）'}", show_header=False, box=None
+    )
+    t.add_row("收到文件", str(c["files"]))
+    t.add_row("[green]通过[/]", str(c["accepted"]))
+    t.add_row("[yellow]通过（有提醒）[/]", str(c["warning"]))
+    t.add_row("[red]退回[/]", str(c["rejected"]))
+    if coll.roster is not None:
+        t.add_row("未交（花名册）", str(c["missing"]))
+    if c["skipped"]:
+        t.add_row("跳过（临时/系统文件）", str(c["skipped"]))
+    t.add_row("耗时", f"{coll.seconds:.1f} 秒")
+    console.print(t)
+    rejected = [f for f in coll.files if f.status == REJECTED]
+    if rejected:
+        rt = Table(title="退回的文件", show_lines=False)
+        rt.add_column("文件", overflow="fold")
+        rt.add_column("员工")
+        rt.add_column("原因", overflow="fold")
+        for f in rejected[:12]:
+            rt.add_row(
+                esc(Path(f.path).name), esc(f"{f.employee_id} {f.name}".strip()), esc(f.reason)
+            )
+        console.print(rt)
+        if len(rejected) > 12:
+            console.print(f"……另有 {len(rejected) - 12} 份，见汇总表“异常”页")
+    if coll.missing:
+        names = "、".join(esc(r["name"] or r["employee_id"]) for r in coll.missing[:15])
+        more = f" 等 {len(coll.missing)} 人" if len(coll.missing) > 15 else ""
+        console.print(f"[bold]未交：[/]{names}{more}")
+    for note in coll.notes:
+        console.print(f"[dim]说明：{escape(note)}[/]")
+    if coll.summary_path:
+        console.print(f"汇总表：{escape(coll.summary_path)}")
+    if coll.ledger_path:
+        console.print(f"台账：{escape(coll.ledger_path)}")
+
+
+def result_json(coll: Collection) -> dict[str, Any]:
+    """The machine-readable result (text from returned files is made inert)."""
+    return {
+        "tool_version": __version__,
+        "period": coll.period,
+        "generated_at": coll.generated_at,
+        "summary": coll.summary_path or None,
+        "ledger": coll.ledger_path or None,
+        "counts": coll.counts(),
+        "files": [f.as_dict() for f in coll.files],
+        "skipped": [{"file": safe_text(p), "reason": r} for p, r in coll.skipped],
+        "missing": [{k: safe_text(v) for k, v in r.items()} for r in coll.missing],
+        "notes": coll.notes,
+        "seconds": round(coll.seconds, 3),
+    }
+
+
+def collect_command(
+    inputs: list[Path],
+    out: Path,
+    roster: Path | None,
+    db: Path | None,
+    quota: str | None,
+    as_json: bool,
+    strict: bool,
+    secret: bytes | None,
+    progress: bool = True,
+    period: str | None = None,
+    xlsm: bool = False,
+) -> int:
+    """``kpi-excel collect``: returns the exit code (1 when ``strict`` and anything was rejected).
+
+    Prints the one-screen report, or the JSON result with ``as_json``. ``period``
+    fixes the collection's period (default: the most common period of the files).
+    """
+    from rich.console import Console
+
+    console = Console(stderr=as_json)
+    if xlsm:
+        console.print("提示：启用宏的汇总表（--xlsm）尚未提供，已写普通 .xlsx 汇总表")
+    show = progress and not as_json and sys.stdout.isatty()
+    if show:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        # count first so the bar has a total
+        srcs, _skipped = discover(inputs, [out, db or default_path(out)])
+        with Progress(
+            TextColumn("回收中"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.description}"),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("", total=len(srcs))
+
+            def tick(res: FileResult) -> None:
+                bar.update(task, advance=1, description=Path(res.path).name[:30])
+
+            coll = collect(
+                inputs,
+                out=out,
+                roster=roster,
+                db=db,
+                quota=quota,
+                secret=secret,
+                period=period,
+                on_file=tick,
+            )
+    else:
+        coll = collect(
+            inputs, out=out, roster=roster, db=db, quota=quota, secret=secret, period=period
+        )
+    if as_json:
+        print(json.dumps(result_json(coll), ensure_ascii=False, indent=2))
+    else:
+        _report(coll, console)
+    if strict and any(f.status == REJECTED for f in coll.files):
+        return 1
+    return 0

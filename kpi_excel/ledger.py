@@ -1,0 +1,318 @@
+"""The ledger (台账): an SQLite history of every collected file, score and anomaly.
+
+One database accumulates collections period after period, so the summary can show
+each employee's trend. Collecting the same files again changes nothing: a file's
+rows are keyed by the SHA-256 of its bytes and the period, and are replaced with
+identical rows (only ``first_seen`` is kept from the first time).
+
+Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`):
+
+``files``       one row per (sha256, period): what the file is and its verdict
+``sources``     one row per (sha256, period, path): where each copy was found
+``scores``      one row per (sha256, period, cell): every recomputed cell value
+``anomalies``   one row per (sha256, period, seq): every problem found in the file
+
+Numbers are stored as decimal text (exact, as computed) and, in ``number``, as REAL
+for convenience in ad-hoc queries. Times are ISO 8601.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "SourceRow",
+    "ScoreRow",
+    "AnomalyRow",
+    "FileRow",
+    "TrendRow",
+    "Ledger",
+    "default_path",
+]
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    sha256           TEXT NOT NULL,
+    period           TEXT NOT NULL,            -- '' when the file could not be identified
+    status           TEXT NOT NULL,            -- accepted | warning | rejected
+    reason           TEXT NOT NULL DEFAULT '', -- why rejected (first error), or ''
+    employee_id      TEXT,
+    name             TEXT,
+    department       TEXT,
+    position         TEXT,
+    template_id      TEXT,
+    template_version TEXT,
+    total            TEXT,                     -- recomputed total (decimal text)
+    total_in_file    TEXT,                     -- the total cached in the file
+    grade            TEXT,
+    pay              TEXT,
+    counted          INTEGER NOT NULL DEFAULT 0, -- 1: the return that counts for employee+period
+    first_seen       TEXT NOT NULL,
+    PRIMARY KEY (sha256, period)
+);
+CREATE TABLE IF NOT EXISTS sources (
+    sha256  TEXT NOT NULL,
+    period  TEXT NOT NULL,
+    path    TEXT NOT NULL,                     -- folder/file.xlsx or archive.zip!member.xlsx
+    size    INTEGER NOT NULL,
+    mtime   TEXT NOT NULL,                     -- the file's modification time
+    status  TEXT NOT NULL,                     -- a superseded copy is rejected here
+    reason  TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (sha256, period, path)
+);
+CREATE TABLE IF NOT EXISTS scores (
+    sha256    TEXT NOT NULL,
+    period    TEXT NOT NULL,
+    cell      TEXT NOT NULL,                   -- defined name: total, sub_x, score_x, ...
+    kind      TEXT NOT NULL,                   -- sys | score | weight | weighted | subtotal | total | grade | coef | pay
+    indicator TEXT,
+    section   TEXT,
+    value     TEXT,                            -- decimal text, or the text result
+    number    REAL,
+    PRIMARY KEY (sha256, period, cell)
+);
+CREATE TABLE IF NOT EXISTS anomalies (
+    sha256   TEXT NOT NULL,
+    period   TEXT NOT NULL,
+    seq      INTEGER NOT NULL,
+    path     TEXT NOT NULL,
+    cell     TEXT NOT NULL DEFAULT '',
+    address  TEXT NOT NULL DEFAULT '',
+    kind     TEXT NOT NULL,
+    severity TEXT NOT NULL,                    -- error | warning | info
+    message  TEXT NOT NULL,
+    PRIMARY KEY (sha256, period, seq)
+);
+CREATE INDEX IF NOT EXISTS files_by_employee ON files (employee_id, period);
+"""
+
+
+def default_path(summary: Path) -> Path:
+    """The ledger beside a summary workbook: ``summary.xlsx`` -> ``summary.sqlite``."""
+    return summary.with_suffix(".sqlite")
+
+
+@dataclass
+class SourceRow:
+    path: str
+    size: int
+    mtime: float
+    status: str
+    reason: str = ""
+
+
+@dataclass
+class ScoreRow:
+    cell: str
+    kind: str
+    indicator: str | None
+    section: str | None
+    value: object
+
+
+@dataclass
+class AnomalyRow:
+    path: str
+    cell: str
+    address: str
+    kind: str
+    severity: str
+    message: str
+
+
+@dataclass
+class FileRow:
+    sha256: str
+    period: str
+    status: str
+    reason: str = ""
+    employee_id: str | None = None
+    name: str | None = None
+    department: str | None = None
+    position: str | None = None
+    template_id: str | None = None
+    template_version: str | None = None
+    total: Decimal | None = None
+    total_in_file: object = None
+    grade: str | None = None
+    pay: Decimal | None = None
+    counted: bool = False
+    sources: list[SourceRow] = field(default_factory=list)
+    scores: list[ScoreRow] = field(default_factory=list)
+    anomalies: list[AnomalyRow] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class TrendRow:
+    period: str
+    employee_id: str
+    name: str
+    department: str
+    total: Decimal
+
+
+def _text(v: object) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, Decimal):
+        return format(v.normalize(), "f")
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def _real(v: object) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, Decimal | int | float):
+        return float(v)
+    return None
+
+
+def _iso(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).replace(microsecond=0).isoformat()
+
+
+class Ledger:
+    """The SQLite ledger. Use as a context manager; every :meth:`record` is one transaction."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(str(path))
+        self.conn.execute("PRAGMA foreign_keys = ON")
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version not in (0, SCHEMA_VERSION):
+            self.conn.close()
+            from kpi_excel.errors import KpiExcelError
+
+            raise KpiExcelError(
+                f"台账 {path} 的格式版本为 {version}，本工具只认识 {SCHEMA_VERSION}；请换一个台账文件（--db）"
+            )
+        with self.conn:
+            self.conn.executescript(_SCHEMA)
+            self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def record(self, rows: Iterable[FileRow], now: dt.datetime | None = None) -> None:
+        """Write (or rewrite identically) the rows of one collection."""
+        seen = (now or dt.datetime.now()).replace(microsecond=0).isoformat()
+        c = self.conn
+        with c:
+            for r in rows:
+                key = (r.sha256, r.period)
+                c.execute(
+                    """INSERT INTO files (sha256, period, status, reason, employee_id, name,
+                           department, position, template_id, template_version, total,
+                           total_in_file, grade, pay, counted, first_seen)
+                       VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
+                       ON CONFLICT (sha256, period) DO UPDATE SET
+                           status=excluded.status, reason=excluded.reason,
+                           employee_id=excluded.employee_id, name=excluded.name,
+                           department=excluded.department, position=excluded.position,
+                           template_id=excluded.template_id,
+                           template_version=excluded.template_version,
+                           total=excluded.total, total_in_file=excluded.total_in_file,
+                           grade=excluded.grade, pay=excluded.pay, counted=excluded.counted""",
+                    (
+                        *key,
+                        r.status,
+                        r.reason,
+                        r.employee_id,
+                        r.name,
+                        r.department,
+                        r.position,
+                        r.template_id,
+                        r.template_version,
+                        _text(r.total),
+                        _text(r.total_in_file),
+                        r.grade,
+                        _text(r.pay),
+                        int(r.counted),
+                        seen,
+                    ),
+                )
+                if r.counted and r.employee_id and r.period:
+                    # a newer return collected later replaces the one counted before
+                    c.execute(
+                        "UPDATE files SET counted = 0 WHERE period = ? AND employee_id = ? AND sha256 <> ?",
+                        (r.period, r.employee_id, r.sha256),
+                    )
+                for s in r.sources:
+                    c.execute(
+                        """INSERT INTO sources (sha256, period, path, size, mtime, status, reason)
+                           VALUES (?,?,?,?,?,?,?)
+                           ON CONFLICT (sha256, period, path) DO UPDATE SET
+                               size=excluded.size, mtime=excluded.mtime,
+                               status=excluded.status, reason=excluded.reason""",
+                        (*key, s.path, s.size, _iso(s.mtime), s.status, s.reason),
+                    )
+                c.execute("DELETE FROM scores WHERE sha256 = ? AND period = ?", key)
+                c.executemany(
+                    "INSERT INTO scores VALUES (?,?,?,?,?,?,?,?)",
+                    [
+                        (
+                            *key,
+                            s.cell,
+                            s.kind,
+                            s.indicator,
+                            s.section,
+                            _text(s.value),
+                            _real(s.value),
+                        )
+                        for s in r.scores
+                    ],
+                )
+                c.execute("DELETE FROM anomalies WHERE sha256 = ? AND period = ?", key)
+                c.executemany(
+                    "INSERT INTO anomalies VALUES (?,?,?,?,?,?,?,?,?)",
+                    [
+                        (*key, i, a.path, a.cell, a.address, a.kind, a.severity, a.message)
+                        for i, a in enumerate(r.anomalies, 1)
+                    ],
+                )
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table (used to show a collection is idempotent)."""
+        return {
+            t: self.conn.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]  # noqa: S608 - fixed names
+            for t in ("files", "sources", "scores", "anomalies")
+        }
+
+    def periods(self) -> list[str]:
+        rows = self.conn.execute(
+            "SELECT DISTINCT period FROM files WHERE counted = 1 AND period <> '' ORDER BY period"
+        )
+        return [r[0] for r in rows]
+
+    def trend(self, periods: Sequence[str] | None = None) -> list[TrendRow]:
+        """Each counted return's total, by period (accepted and accepted-with-warnings only)."""
+        rows = self.conn.execute(
+            """SELECT period, employee_id, COALESCE(name, ''), COALESCE(department, ''), total
+               FROM files
+               WHERE counted = 1 AND status IN ('accepted', 'warning') AND total IS NOT NULL
+               ORDER BY period, department, employee_id"""
+        ).fetchall()
+        out = [TrendRow(p, e, n, d, Decimal(t)) for p, e, n, d, t in rows]
+        if periods is not None:
+            keep = set(periods)
+            out = [r for r in out if r.period in keep]
+        return out
