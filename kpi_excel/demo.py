@@ -189,13 +189,22 @@ def returned_form(
 
 
 def _header_dates(gen: FormGenerator, emp: Employee) -> dict[str, Value]:
-    """Dates typed into the header's fill-in date cells (填表日期, 审核时间 …)."""
+    """What a manager types outside the table: header dates (填表日期 …) and the
+    signature and date cells under the form."""
     plan, _ = gen.plan(emp)
     out: dict[str, Value] = {}
     day = dt.date(2026, 11, 21) + dt.timedelta(days=int(emp.employee_id[-1:] or 0) % 4)
+    serial = Decimal((day - dt.date(1899, 12, 30)).days)
+    signers = list(gen.form.signatures)
     for name in plan.names:
-        if name.startswith("hdr_input_"):
-            out[name] = Decimal((day - dt.date(1899, 12, 30)).days)
+        if name.startswith("hdr_input_") or (name.startswith("sig_") and name.endswith("_date")):
+            out[name] = serial
+        elif name.startswith("sig_"):
+            who = signers[int(name.split("_")[1]) - 1]
+            if who.startswith("被考核"):
+                out[name] = emp.name
+            else:
+                out[name] = emp.fields.get("reviewer") or "李建华"
     return out
 
 

@@ -991,15 +991,35 @@ def layout_form(
         per = max(1, per)
         groups = _group_columns(widths, per) if ncol >= 2 * per else [(0, ncol - 1)]
         per = len(groups)
-        sig_st = style(**_base(border=0, align="left", valign="bottom"))
-        gap = "\u3000" * 5
+        # Each signer gets a fill-in name cell and a date cell (named sig_<n> and
+        # sig_<n>_date) so collect can check them; on paper they print as lines.
+        lab_st = style(**_base(border=0, align="right", valign="bottom"))
+        sig_in = _base(border=0, bottom=1, align="left", valign="bottom", locked=False, bg_color=INPUT_FILL)
+        name_st = style(**{**sig_in, "num_format": "@"})
+        day_st = style(**{**sig_in, "num_format": "yyyy-mm-dd"})
         for i, who in enumerate(form.signatures):
-            row = r + i // per
+            row = r + 2 * (i // per)
             g0, g1 = groups[i % per]
-            text = f"{who}签字：{gap}\n日期：\u3000\u3000年\u3000\u3000月\u3000\u3000日"
-            put_text(row, g0, text, sig_st, row, g1)
-            plan.heights[row] = 40
-        r += math.ceil(len(form.signatures) / per)
+            # the label spans as many columns as its text needs (序号 is narrow)
+            lab_end = g0
+            need = text_units(f"{who}签字：") + 1
+            while lab_end < g1 - 1 and sum(widths[g0 : lab_end + 1]) < need:
+                lab_end += 1
+            v0 = min(lab_end + 1, g1)
+            n = i + 1
+            for rr, label, nm, st, kind in (
+                (row, f"{who}签字：", f"sig_{n}", name_st, "text"),
+                (row + 1, "日期：", f"sig_{n}_date", day_st, "date"),
+            ):
+                if v0 > g0:
+                    put_text(rr, g0, label, lab_st, rr, v0 - 1)
+                plan.put(CellPlan(rr, v0, None, style=st, name=nm))
+                _fill_merge(rr, v0, rr, g1, st)
+                spec = m.InputSpec(label=f"{who}{'签字' if kind == 'text' else '签字日期'}", kind=kind, required=False)
+                opts = _validation(InputCell(nm, None, nm, spec, "signature"), None, "")
+                plan.validations.append(Validation(rr, v0, tuple(sorted(opts.items()))))
+                plan.heights[rr] = 24
+        r += 2 * math.ceil(len(form.signatures) / per)
     last_row = r - 1
     plan.last_row = last_row
 
