@@ -14,7 +14,7 @@ from kpi_excel.spec.model import Form
 
 __all__ = ["load_form", "load_form_text", "builtin_dir", "builtin_forms", "find_template"]
 
-class _Loader(yaml.SafeLoader):
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
     """YAML 1.2 booleans: only true/false. PyYAML's YAML 1.1 reads yes/no/on/off as
     booleans, so a rule's ``yes: 5`` would silently become ``True: 5``."""
 
