@@ -26,6 +26,7 @@ the roster. Then the ledger (:mod:`kpi_excel.ledger`) and the summary workbook
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import difflib
 import functools
@@ -33,10 +34,12 @@ import hashlib
 import json
 import os
 import re
+import stat
 import sys
 import time
 import unicodedata
 import zipfile
+import zlib
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +58,7 @@ from kpi_excel.read import (
     UnreadableFile,
     check_zip,
     open_book,
+    read_regular,
     split_ref,
 )
 from kpi_excel.rules.tree import Value
@@ -97,16 +101,25 @@ _PERIOD_EXAMPLE = {"monthly": "2026-11", "quarterly": "2026-Q4", "yearly": "2026
 # ----------------------------------------------------------------------------- text
 
 
-_INERT_START = ("=", "+", "-", "@", "\t", "\r", "\n")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+#: a leading character that makes a spreadsheet read a cell (or a CSV field) as a
+#: formula; full-width forms too (Excel and WPS with an IME turn ＝ into = on entry),
+#: and U+2212 MINUS SIGN
+_INERT_START = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠", "\u2212")
+#: characters XML 1.0 cannot carry: control characters, lone surrogates (file names
+#: that are not UTF-8), U+FFFE and U+FFFF
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff\ufffe\uffff]")
+#: invisible direction controls: a file name "报表\u202excod.exe" shows as "报表exe.docx"
+_BIDI = re.compile(r"[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 def safe_text(value: object) -> str:
     """Text from a returned file, made inert for a spreadsheet or CSV.
 
-    Text starting with ``= + - @`` or a control character would be read as a formula
-    by a spreadsheet that opens a CSV (or by a careless copy-paste): it is prefixed with
-    an apostrophe. Other control characters (invalid in XML) are replaced by U+FFFD.
+    Text starting with ``= + - @`` (also full-width ``＝ ＋ － ＠`` and U+2212 ``−``) or a
+    control character would be read as a formula by a spreadsheet that opens a CSV
+    (or by a careless copy-paste): it is prefixed with an apostrophe. Characters XML
+    cannot carry (control characters, lone surrogates, U+FFFE/U+FFFF) are replaced by
+    U+FFFD, so the summary workbook can always be written.
     """
     s = "" if value is None else str(value)
     if s and (s.startswith(_INERT_START) or ord(s[0]) < 32):
@@ -117,36 +130,85 @@ def safe_text(value: object) -> str:
 # ---------------------------------------------------------------------------- sources
 
 
+def display_path(path: str) -> str:
+    """A path as text that can be shown and stored anywhere (summary, ledger, JSON).
+
+    Bytes of a file name that are not UTF-8 (kept by Python as lone surrogates) are
+    shown as ``\\xNN``; invisible direction controls (U+202E …) as ``<U+202E>``.
+    Nothing else changes: NFC and NFD spellings of a name stay distinct, as they are
+    distinct files.
+    """
+    s = path
+    if any("\udc80" <= ch <= "\udcff" for ch in s):
+        with contextlib.suppress(UnicodeError):  # other lone surrogates: U+FFFD below
+            s = os.fsencode(s).decode("utf-8", "backslashreplace")
+    s = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in s)
+    return _BIDI.sub(lambda mt: f"<U+{ord(mt.group()):04X}>", s)
+
+
 @dataclass(frozen=True)
 class Source:
-    """One input file: a file on disk, or a member of a (possibly nested) zip."""
+    """One input file: a file on disk, or a member of a (possibly nested) zip.
+
+    ``problem`` (with ``problem_kind``) is set when discovery already knows the file
+    cannot be read (a dangling link, an encrypted archive member …): it is rejected
+    with that reason, never dropped.
+    """
 
     display: str
     origin: Path
     members: tuple[str, ...] = ()
     size: int = 0
     mtime: float = 0.0
+    problem: str = ""
+    problem_kind: str = ""
 
     def read(self, limits: Limits) -> bytes:
+        """The file's bytes, size-capped before reading (never blocks on a FIFO)."""
+        if self.problem:
+            raise UnreadableFile(self.problem_kind or "unreadable", self.problem)
         if not self.members:
-            size = self.origin.stat().st_size
-            if size > limits.max_file_bytes:
-                raise UnreadableFile(
-                    "too_large",
-                    f"文件 {size / 1048576:.1f} MB，超过上限 {limits.max_file_bytes / 1048576:.0f} MB；"
-                    "考核表不应这么大（是否粘贴了大图片？）",
-                )
-            return self.origin.read_bytes()
+            return read_regular(self.origin, limits)
         st = self.origin.stat()
         zf = _archive(self.origin, self.members[:-1], st.st_mtime_ns, st.st_size, limits)
         info = zf.getinfo(self.members[-1])
+        why = _member_problem(info)
+        if why:
+            raise UnreadableFile("unreadable", why)
         if info.file_size > limits.max_file_bytes:
             raise UnreadableFile(
                 "too_large",
                 f"压缩包内文件 {info.file_size / 1048576:.1f} MB，超过上限 {limits.max_file_bytes / 1048576:.0f} MB",
             )
-        with zf.open(info) as fh:
-            return fh.read(limits.max_file_bytes + 1)
+        try:
+            with zf.open(info) as fh:
+                data = fh.read(limits.max_file_bytes + 1)
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+            raise UnreadableFile(
+                "bad_zip", f"压缩包内此文件无法解压（{e}）：压缩包已损坏；请重新打包后提交"
+            ) from None
+        if len(data) > limits.max_file_bytes:
+            raise UnreadableFile(
+                "too_large", f"压缩包内文件超过上限 {limits.max_file_bytes / 1048576:.0f} MB"
+            )
+        return data
+
+
+def _member_problem(info: zipfile.ZipInfo) -> str:
+    """Why a member of an archive of returned files cannot be read ('' when it can)."""
+    if info.flag_bits & 0x1:
+        return "压缩包内的此文件设置了解压密码（zip 加密），无法读取；请不设密码重新打包后提交"
+    if info.compress_type not in (
+        zipfile.ZIP_STORED,
+        zipfile.ZIP_DEFLATED,
+        zipfile.ZIP_BZIP2,
+        zipfile.ZIP_LZMA,
+    ):
+        return (
+            f"压缩包内的此文件使用了不支持的压缩方式（{info.compress_type}，如 Deflate64）；"
+            "请用“压缩为 zip”的默认方式重新打包后提交"
+        )
+    return ""
 
 
 @functools.lru_cache(maxsize=4)
@@ -154,12 +216,13 @@ def _archive(
     origin: Path, members: tuple[str, ...], _mtime_ns: int, _size: int, limits: Limits
 ) -> zipfile.ZipFile:
     """An archive (or an archive inside one), opened once for all its members."""
-    data = origin.read_bytes()
-    zf = check_zip(data, _archive_limits(limits))
+    big = _archive_limits(limits)
+    data = read_regular(origin, big)
+    zf = check_zip(data, big, workbook=False)
     for name in members:
         with zf.open(name) as fh:
-            data = fh.read(_archive_limits(limits).max_file_bytes)
-        zf = check_zip(data, _archive_limits(limits))
+            data = fh.read(big.max_file_bytes + 1)
+        zf = check_zip(data, big, workbook=False)
     return zf
 
 
@@ -188,6 +251,8 @@ def _skip_reason(name: str) -> str | None:
         return "系统文件，已跳过"
     if re.match(r"^~wrl\d+\.tmp$", low):
         return "Office 保存时的临时文件，已跳过"
+    if re.match(r"^\..+\.\d+\.tmp\.xls[xm]$", low):
+        return "汇总表写入时的临时文件（上次运行中断时留下），已跳过"
     return None
 
 
@@ -211,13 +276,30 @@ def _zip_name(info: zipfile.ZipInfo) -> str:
 def _zip_sources(
     origin: Path, data: bytes, members: tuple[str, ...], display: str, limits: Limits, depth: int
 ) -> Iterator[tuple[Source | None, str, str | None]]:
-    zf = check_zip(data, _archive_limits(limits))
+    zf = check_zip(data, _archive_limits(limits), workbook=False)
+    names = Counter(i.filename for i in zf.infolist())
     for info in sorted(zf.infolist(), key=lambda i: i.filename):
         if info.is_dir():
             continue
-        shown = _zip_name(info)
+        shown = display_path(_zip_name(info))
         parts = shown.replace("\\", "/").split("/")
         where = f"{display}!{shown}"
+        if names[info.filename] > 1:
+            # zipfile reads only the last of equal names: say so for each of them
+            yield (
+                Source(
+                    f"{where}（同名 {names[info.filename]} 个之一，偏移 {info.header_offset}）",
+                    origin,
+                    (*members, info.filename),
+                    info.file_size,
+                    problem=f"压缩包内有 {names[info.filename]} 个同名文件“{shown}”，无法区分读取；"
+                    "请改名后重新打包提交",
+                    problem_kind="duplicate_name",
+                ),
+                where,
+                None,
+            )
+            continue
         if "__MACOSX" in parts:
             yield None, where, "macOS 压缩时附带的系统文件夹 __MACOSX，已跳过"
             continue
@@ -225,15 +307,27 @@ def _zip_sources(
         if why:
             yield None, where, why
             continue
-        mtime = dt.datetime(*info.date_time).timestamp() if info.date_time[0] >= 1980 else 0.0
+        try:
+            mtime = dt.datetime(*info.date_time).timestamp() if info.date_time[0] >= 1980 else 0.0
+        except (ValueError, OverflowError):  # a nonsense date in the archive
+            mtime = 0.0
+        why = _member_problem(info)
+        if why:
+            yield (
+                Source(where, origin, (*members, info.filename), info.file_size, mtime, why),
+                where,
+                None,
+            )
+            continue
         if parts[-1].lower().endswith(".zip") and depth < _MAX_ZIP_DEPTH:
-            with zf.open(info) as fh:
-                inner = fh.read(_archive_limits(limits).max_file_bytes)
             try:
+                with zf.open(info) as fh:
+                    inner = fh.read(_archive_limits(limits).max_file_bytes + 1)
                 nested = list(
                     _zip_sources(origin, inner, (*members, info.filename), where, limits, depth + 1)
                 )
-            except UnreadableFile:  # reported as a rejected input when it is checked
+            except (UnreadableFile, zipfile.BadZipFile, zlib.error, EOFError, OSError):
+                # reported as a rejected input when it is checked
                 nested = [
                     (
                         Source(where, origin, (*members, info.filename), info.file_size, mtime),
@@ -254,15 +348,23 @@ def discover(
     Raises :class:`KpiExcelError` when an input does not exist.
     """
     excluded = {p.resolve() for p in exclude}
+    # SQLite's companions of the ledger, if the outputs sit in an input folder
+    excluded |= {Path(f"{p}{tail}") for p in excluded for tail in ("-journal", "-wal", "-shm")}
     sources: list[Source] = []
     skipped: list[tuple[str, str]] = []
-    seen: set[Path] = set()
+    seen: dict[Path, str] = {}
 
-    def add_file(p: Path, shown: str) -> None:
-        rp = p.resolve()
+    def add_file(p: Path, raw: str) -> None:
+        shown = display_path(raw)
+        try:
+            rp = p.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            rp = p.absolute()
         if rp in seen:
+            if seen[rp] != shown:
+                skipped.append((shown, f"与 {seen[rp]} 是同一个文件（链接或重复给出），已计入一次"))
             return
-        seen.add(rp)
+        seen[rp] = shown
         if rp in excluded:
             skipped.append((shown, "本次汇总的输出文件（汇总表或台账），已跳过"))
             return
@@ -270,29 +372,57 @@ def discover(
         if why:
             skipped.append((shown, why))
             return
-        st = p.stat()
-        if p.suffix.lower() == ".zip":
+        try:
+            st = p.stat()
+        except OSError as e:
+            lstat_ok = p.is_symlink()
+            why = (
+                "是一个链接，但它指向的文件不存在或无法访问"
+                if lstat_ok
+                else f"无法读取文件信息（{e.strerror or e}）"
+            )
+            sources.append(Source(shown, p, (), 0, 0.0, why, "unreadable"))
+            return
+        if p.suffix.lower() == ".zip" and stat.S_ISREG(st.st_mode):
+            big = _archive_limits(limits)
             try:
-                for src, where, reason in _zip_sources(p, p.read_bytes(), (), shown, limits, 1):
+                data = read_regular(p, big)
+                for src, where, reason in _zip_sources(p, data, (), shown, limits, 1):
                     if src is None:
                         skipped.append((where, reason or ""))
                     else:
                         sources.append(src)
                 return
-            except UnreadableFile:
+            except (UnreadableFile, OSError, zipfile.BadZipFile, zlib.error, EOFError):
                 pass  # an unreadable archive is reported as a rejected input below
         sources.append(Source(shown, p, (), st.st_size, st.st_mtime))
 
+    def walk_error(e: OSError) -> None:
+        # os.walk drops a folder it cannot list; the run must say so
+        where = display_path(str(e.filename or ""))
+        skipped.append((where, f"文件夹无法读取（{e.strerror or e}），其中的文件未能检查"))
+
     for inp in inputs:
-        if not inp.exists():
+        if not inp.exists() and not inp.is_symlink():
             raise KpiExcelError(f"找不到输入 {inp}：请给出文件夹、.xlsx 文件或 .zip 压缩包")
         if inp.is_dir():
-            for root, dirs, files in os.walk(inp):
+            for root, dirs, files in os.walk(inp, onerror=walk_error):
                 if "__MACOSX" in dirs:
                     skipped.append(
-                        (str(Path(root) / "__MACOSX"), "macOS 压缩时附带的系统文件夹，已跳过")
+                        (
+                            display_path(str(Path(root) / "__MACOSX")),
+                            "macOS 压缩时附带的系统文件夹，已跳过",
+                        )
                     )
-                dirs[:] = sorted(d for d in dirs if d != "__MACOSX")
+                linked = sorted(d for d in dirs if (Path(root) / d).is_symlink())
+                for d in linked:
+                    skipped.append(
+                        (
+                            display_path(str(Path(root) / d)),
+                            "指向其他文件夹的链接，未进入（避免重复或循环）；如需回收请直接给出该文件夹",
+                        )
+                    )
+                dirs[:] = sorted(d for d in dirs if d != "__MACOSX" and d not in linked)
                 for fname in sorted(files):
                     p = Path(root) / fname
                     add_file(p, str(p))
@@ -320,7 +450,7 @@ class Issue:
         return {
             "file": safe_text(self.path),
             "employee": safe_text(self.employee),
-            "cell": self.cell,
+            "cell": safe_text(self.cell),
             "address": safe_text(self.address),
             "kind": self.kind,
             "severity": self.severity,
@@ -386,6 +516,9 @@ class FileResult:
     date_cells: int = 0  # header date cells the layout has (checked)
     coords: dict[str, str] = field(default_factory=dict)
     as_typed: dict[str, Value] = field(default_factory=dict)
+    #: a form of an older template version: the total under the current built-in one
+    current_version: str = ""
+    current_total: Decimal | None = None
 
     def add(
         self, kind: str, severity: str, message: str, cell: str = "", address: str = ""
@@ -437,7 +570,13 @@ class FileResult:
             "total_in_file": _json_value(self.total_in_file),
             "grade": safe_text(self.grade) if self.grade else None,
             "pay": _json_num(self.pay),
-            "sections": {sid: _json_value(v) for sid, _n, v in self.sections},
+            "sections": {safe_text(sid): _json_value(v) for sid, _n, v in self.sections},
+            "current_template": {
+                "version": safe_text(self.current_version),
+                "total": _json_num(self.current_total),
+            }
+            if self.current_version
+            else None,
             "issues": [i.as_dict() for i in self.issues],
         }
 
@@ -472,14 +611,19 @@ _TEMPLATES: dict[str, _Template | SpecError] = {}
 class Context:
     """What every file check shares: the secret, limits and template caches."""
 
-    def __init__(self, secret: bytes | None = None, limits: Limits = DEFAULT_LIMITS) -> None:
+    def __init__(
+        self, secret: bytes | None = None, limits: Limits = DEFAULT_LIMITS, fast: bool = True
+    ) -> None:
         from kpi_excel.meta import resolve_secret
 
+        #: read with kpi_excel.fastread (same answers, without openpyxl) or read.Book
+        self.fast = fast
         self.secret = resolve_secret(secret)
         self.default_secret = secret is None and not os.environ.get("KPI_EXCEL_SECRET")
         self.limits = limits
         self._by_sha = _TEMPLATES
         self._builtin: dict[str, tuple[str, str]] | None = None
+        self._current: dict[str, _Template | None] = {}
 
     def template(self, text: str, source: str) -> _Template:
         sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -509,6 +653,28 @@ class Context:
             )
             self._builtin = dict(_builtin_versions(str(folder), stamp))
         return self._builtin
+
+    def current(self, template_id: str) -> _Template | None:
+        """The built-in template with this id as it is now (None if there is none or
+        it cannot be loaded): to show what an older form would score today."""
+        from kpi_excel.spec.load import builtin_dir
+
+        cache = self._current
+        if template_id in cache:
+            return cache[template_id]
+        sha = self.builtin().get(template_id, ("", ""))[1]
+        found = None
+        for path in sorted(builtin_dir().glob("*.yaml")) if sha else []:
+            raw = path.read_bytes()
+            if hashlib.sha256(raw).hexdigest() != sha:
+                continue
+            try:
+                found = self.template(raw.decode("utf-8-sig").replace("\r\n", "\n"), str(path))
+            except (SpecError, UnicodeDecodeError):
+                found = None
+            break
+        cache[template_id] = found
+        return found
 
 
 _TOP_KEY = re.compile(r"^(id|version):[ \t]*(?:\"([^\"]*)\"|'([^']*)'|([^#\s]+))", re.M)
@@ -622,14 +788,15 @@ def _rule_text(ind: m.Indicator, values: dict[str, object], extra: dict[str, obj
 # ------------------------------------------------------------------- the file check
 
 
-def _text_digests(text: str) -> set[str]:
+@functools.lru_cache(maxsize=64)  # every form of a template embeds the same text
+def _text_digests(text: str) -> frozenset[str]:
     """SHA-256 of a template file that reads as ``text`` (the generator hashes the file's
     bytes, and embeds its text with the BOM dropped and CRLF turned into LF)."""
     out = set()
     for body in (text, text.replace("\n", "\r\n")):
         for bom in (b"", b"\xef\xbb\xbf"):
             out.add(hashlib.sha256(bom + body.encode("utf-8")).hexdigest())
-    return out
+    return frozenset(out)
 
 
 def _check_meta(
@@ -846,6 +1013,15 @@ def _as_shown(text: str, pct: bool) -> str:
         return text
 
 
+def _formula_texts(tpl: _Template) -> dict[str, str]:
+    """Each computed cell's formula as generated (``=…``), worked out once per template."""
+    got = tpl.__dict__.get("_formulas")
+    if got is None:
+        got = {c.name: "=" + c.expr.to_excel(lambda n: n) for c in tpl.cf.cells}
+        tpl.__dict__["_formulas"] = got
+    return got
+
+
 def _check_integrity(
     res: FileResult,
     book: Book,
@@ -864,7 +1040,7 @@ def _check_integrity(
         ref = book.names.get(cell.name)
         if ref is None or ref.problem or ref.coord is None:
             continue
-        want = "=" + cell.expr.to_excel(lambda n: n)
+        want = _formula_texts(tpl)[cell.name]
         got = ws.value(ref.coord)
         got_text = canonical(got)
         if got_text != canonical(want):
@@ -1046,6 +1222,149 @@ def _period_bounds(period: str) -> tuple[dt.date | None, dt.date | None]:
     return None, None
 
 
+def _check_sheets(res: FileResult, book: Book, cf: CompiledForm, sheet: str) -> str | None:
+    """The form sheet's name now (None: the file is rejected), and notes on the others.
+
+    ``_meta`` unhidden by a user is a warning (its content is covered by the
+    fingerprint); LibreOffice saves it *hidden* instead of very hidden, which is fine.
+    A form sheet renamed by a user is still found through its defined names.
+    """
+    meta_ref = book.sheet("_meta")
+    if meta_ref is not None and meta_ref.state == "visible":
+        res.add(
+            "meta_visible",
+            "warning",
+            "隐藏的 _meta 表被取消隐藏了（其内容受指纹保护，未改动时不影响计分）；请勿改动 _meta 表",
+            "",
+            "_meta",
+        )
+    if book.sheet(sheet) is None:
+        pointed = Counter(
+            ref.sheet
+            for n in [c.name for c in cf.cells]
+            if (ref := book.names.get(n)) is not None and not ref.problem and ref.sheet
+        )
+        now = pointed.most_common(1)[0][0] if pointed else None
+        if now is None or now == "_meta" or book.sheet(now) is None:
+            res.add(
+                "sheet_missing",
+                "error",
+                f"找不到考核表工作表“{sheet}”（被删除，或被复制到了新工作簿）；请用下发的原表填写",
+            )
+            return None
+        res.add(
+            "sheet_renamed",
+            "warning",
+            f"考核表工作表被改名：原为“{sheet}”，现为“{now}”；已按单元格名称读取，内容照常核对",
+            "",
+            now,
+        )
+        sheet = now
+    extra = [s.name for s in book.sheets if s.name not in (sheet, "_meta")]
+    if extra:
+        res.add(
+            "extra_sheet",
+            "info",
+            f"表内新增了工作表：{'、'.join(f'“{_clip(n, 30)}”' for n in extra[:5])}"
+            f"{' 等' if len(extra) > 5 else ''}；其内容不参与计分",
+        )
+    return sheet
+
+
+def _issued_values(meta: dict[str, str]) -> dict[str, Decimal]:
+    """Targets (and Q) as issued with the form, from the roster record in ``_meta``."""
+    try:
+        roster = json.loads(meta.get("roster_json") or "{}")
+        out = {
+            str(k): Decimal(str(v))
+            for k, v in (roster.get("targets") or {}).items()
+            if v is not None
+        }
+        if roster.get("q") is not None:
+            out["hdr_q"] = Decimal(str(roster["q"]))
+        return out
+    except (ValueError, AttributeError, ArithmeticError, TypeError):
+        return {}
+
+
+def _plain_text(v: object) -> str:
+    from kpi_excel.meta import canonical
+
+    if v is None or isinstance(v, CellError):
+        return ""
+    text = v if isinstance(v, str) else canonical(v)
+    return re.sub(r"\s+", "", unicodedata.normalize("NFKC", text))
+
+
+def _check_identity(res: FileResult, book: Book, meta: dict[str, str]) -> None:
+    """The person in the header cells must be the person in ``_meta``.
+
+    A ``_meta`` sheet copied from another employee's form (or a form saved over
+    another person's file) identifies the return as someone else's: that is reported
+    first, before the fingerprint lists the header cells that differ.
+    """
+    for name, key, label in (
+        ("hdr_employee_id", "employee_id", "工号"),
+        ("hdr_name", "name", "姓名"),
+    ):
+        ref = book.names.get(name)
+        if ref is None or ref.problem:
+            continue
+        shown, want = _plain_text(book.value(name)), _plain_text(meta.get(key, ""))
+        if shown and want and shown != want:
+            res.add(
+                "meta_swapped",
+                "error",
+                f"文件被调换：隐藏的 _meta 记录的是 {res.employee_id} {res.name} 的考核表，"
+                f"而表头{label}为“{_clip(shown, 30)}”。可能把别人的表另存或复制成了此文件；"
+                f"请用下发给本人的原表填写",
+                name,
+                ref.address,
+            )
+            return
+
+
+def _compare_current(res: FileResult, ctx: Context, checked: dict[str, Checked]) -> None:
+    """For a form of an older template version: the total under the current built-in
+    version, added to the ``template_old`` finding (the form's own version counts)."""
+    issue = next((i for i in res.issues if i.kind == "template_old"), None)
+    if issue is None:
+        return
+    cur = ctx.current(res.template_id)
+    if cur is None:
+        return
+    values: dict[str, Value] = {}
+    lacking: list[str] = []
+    for inp in cur.cf.inputs:
+        got = checked.get(inp.name)
+        values[inp.name] = got.value if got is not None else None
+        if got is None and inp.spec.source == "form" and inp.spec.required:
+            lacking.append(_label(cur.cf, inp.name))
+    try:
+        now = evaluate(cur.cf, values)
+    except Exception as e:  # a wording of the comparison only: never stop the check
+        issue.message += f"。无法按当前 {cur.form.version} 版重算（{type(e).__name__}）"
+        return
+    total = now.get("total")
+    grade = now.get("grade")
+    res.current_version = cur.form.version
+    res.current_total = total if isinstance(total, Decimal) else None
+    mine = f"总分 {_show(res.total)}" + (f"、等级 {res.grade}" if res.grade else "")
+    theirs = f"总分 {_show(res.current_total)}" + (
+        f"、等级 {grade}" if isinstance(grade, str) and grade else ""
+    )
+    if res.total is not None and res.current_total is not None:
+        diff = res.current_total - res.total
+        delta = "结果相同" if diff == 0 else f"相差 {_show(diff)}"
+    else:
+        delta = "其中一个版本算不出总分"
+    more = f"（当前版本新增的 {'、'.join(lacking[:5])} 此表没有，按空白计）" if lacking else ""
+    issue.message += (
+        f"。按表内 {res.template_version} 版：{mine}；若按当前 {cur.form.version} 版：{theirs}，"
+        f"{delta}{more}"
+    )
+
+
 def check_book(res: FileResult, book: Book, ctx: Context) -> None:
     """Identify, read, recompute and check one opened workbook (fills ``res``)."""
     got = _check_meta(res, book, ctx)
@@ -1055,14 +1374,10 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
     cf, form = tpl.cf, tpl.form
     res.grades = [(g.grade, g.label) for g in form.grades]
     res.composition = form.composition
-    sheet = meta.get("sheet", "")
-    if book.sheet(sheet) is None:
-        res.add(
-            "sheet_missing",
-            "error",
-            f"找不到考核表工作表“{sheet}”（被改名或删除）；请用下发的原表填写",
-        )
+    found = _check_sheets(res, book, cf, meta.get("sheet", ""))
+    if found is None:
         return
+    sheet = found
 
     # -- names --------------------------------------------------------------------
     try:
@@ -1103,8 +1418,10 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
             "info",
             f"{moved} 个单元格的位置与生成时不同（插入/删除了行或列）；已按名称读取",
         )
+    _check_identity(res, book, meta)
 
     # -- inputs -------------------------------------------------------------------
+    issued = _issued_values(meta)
     raw: dict[str, object] = {}
     checked: dict[str, Checked] = {}
     na_inds: set[str] = set()
@@ -1153,7 +1470,19 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
             )
             continue
         if inp.spec.source == "roster":
-            checked[inp.name] = Checked(to_sheet_value(v), v)  # locked: the fingerprint covers it
+            # locked: the fingerprint reports an edit; the value issued counts
+            value = to_sheet_value(v)
+            want = issued.get(inp.name)
+            if want is not None and not (isinstance(value, Decimal) and value == want):
+                res.add(
+                    "issued_value",
+                    "info",
+                    f"“{_label(cf, inp.name)}”按下发时的值 {_show(want)} 计算（表内为 {_show(v)}）",
+                    inp.name,
+                    addr[inp.name],
+                )
+                value = want
+            checked[inp.name] = Checked(value, v)
             continue
         c = check_input(v, inp.spec, role=inp.role, label=_label(cf, inp.name))
         if inp.indicator in na_inds and inp.role != "na":
@@ -1209,6 +1538,7 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
     res.grade = g if isinstance(g, str) and g else None
     res.coef = _decimal(final.get("coef"))
     res.pay = _decimal(final.get("pay"))
+    _compare_current(res, ctx, checked)
     if res.total is None and not res.errors:
         blanks = [
             ind.name
@@ -1325,27 +1655,50 @@ def check_source(src: Source, ctx: Context) -> FileResult:
         res.sha256 = hashlib.sha256(data).hexdigest()
         if Path(src.display).suffix.lower() not in _WORKBOOK_EXT and data[:2] == b"PK":
             res.add("extension", "info", f"文件扩展名为“{Path(src.display).suffix}”，按 .xlsx 读取")
-        book = open_book(
-            data, src.display, limits=ctx.limits, path=None if src.members else src.origin
-        )
+        # parsers read these checked bytes, never the path again: the file could be
+        # replaced between the check and the read
+        opener = open_book
+        if ctx.fast:
+            from kpi_excel.fastread import open_fast as opener
+        book = opener(data, src.display, limits=ctx.limits, path=None)
         check_book(res, book, ctx)
     except UnreadableFile as e:
         res.add(e.kind, "error", str(e))
     except KpiExcelError as e:
         res.add("unreadable", "error", str(e))
-    except (OSError, zipfile.BadZipFile) as e:
-        res.add("unreadable", "error", f"文件无法读取：{e}")
-    except Exception as e:  # one bad file never stops the others
+    except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+        res.add("bad_zip", "error", f"文件已损坏（{e}）；请重新保存后提交")
+    except UnicodeError:
+        # a character reference to a lone surrogate (&#xD800;) passed by a reader
+        res.add(
+            "bad_xml",
+            "error",
+            "文件中含有无效的字符编码（如 &#xD800;），已损坏或被改造；请用下发的原表重新填写",
+        )
+    except OSError as e:
+        res.add(
+            "unreadable",
+            "error",
+            f"文件无法读取：{e.strerror if isinstance(e, OSError) and e.strerror else e}",
+        )
+    except MemoryError:
+        res.add(
+            "internal", "error", "检查此文件时内存不足：文件内容异常庞大；请用下发的原表重新填写"
+        )
+    except BaseException as e:  # one bad file never stops the others
+        # (a Rust panic in python-calamine arrives as a BaseException)
+        if isinstance(e, KeyboardInterrupt | SystemExit | GeneratorExit):
+            raise
         res.add(
             "internal",
             "error",
-            f"检查此文件时出错（{type(e).__name__}: {e}）；请把此文件发给管理员",
+            f"检查此文件时出错（{type(e).__name__}: {str(e)[:200]}）；请把此文件发给管理员",
         )
     finally:
         if book is not None:
             book.close()
     if not res.sha256:
-        res.sha256 = hashlib.sha256(src.display.encode("utf-8")).hexdigest()
+        res.sha256 = hashlib.sha256(src.display.encode("utf-8", "replace")).hexdigest()
         res.add("unreadable", "info", "文件内容无法读取，台账以文件路径代替内容校验值记录")
     res.seconds = time.perf_counter() - t0
     return res
@@ -1532,9 +1885,9 @@ PARALLEL_FROM = 48
 _WORKER_CTX: Context | None = None
 
 
-def _worker_init(secret: bytes | None, limits: Limits) -> None:
+def _worker_init(secret: bytes | None, limits: Limits, fast: bool = True) -> None:
     global _WORKER_CTX
-    _WORKER_CTX = Context(secret, limits)
+    _WORKER_CTX = Context(secret, limits, fast)
 
 
 def _worker_check(src: Source) -> FileResult:
@@ -1542,8 +1895,37 @@ def _worker_check(src: Source) -> FileResult:
     return check_source(src, _WORKER_CTX)
 
 
+def _isolated_check(
+    src: Source, secret: bytes | None, limits: Limits, fast: bool = True
+) -> FileResult:
+    """Check one file in a worker process of its own; a file that kills the process is
+    rejected with a reason instead of stopping the run."""
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    try:
+        with ProcessPoolExecutor(
+            max_workers=1, initializer=_worker_init, initargs=(secret, limits, fast)
+        ) as pool:
+            return pool.submit(_worker_check, src).result()
+    except BrokenProcessPool:
+        res = FileResult(src.display, src.size, src.mtime)
+        res.sha256 = hashlib.sha256(src.display.encode("utf-8", "replace")).hexdigest()
+        res.add(
+            "crashed",
+            "error",
+            "读取此文件时读取程序异常退出（文件内容异常，可能被恶意构造）；请用下发的原表重新填写",
+        )
+        return res
+
+
 def _check_all(
-    sources: list[Source], secret: bytes | None, limits: Limits, workers: int | None, on_file: Any
+    sources: list[Source],
+    secret: bytes | None,
+    limits: Limits,
+    workers: int | None,
+    on_file: Any,
+    fast: bool = True,
 ) -> Iterator[FileResult]:
     """Check every source, in order; in worker processes for large collections.
 
@@ -1557,18 +1939,31 @@ def _check_all(
 
         try:
             pool = ProcessPoolExecutor(
-                max_workers=n, initializer=_worker_init, initargs=(secret, limits)
+                max_workers=n, initializer=_worker_init, initargs=(secret, limits, fast)
             )
         except (OSError, NotImplementedError, ValueError):
             pool = None
         if pool is not None:
-            with pool:
-                for res in pool.map(_worker_check, sources, chunksize=8):
+            from concurrent.futures.process import BrokenProcessPool
+
+            done = 0
+            try:
+                with pool:
+                    for res in pool.map(_worker_check, sources, chunksize=8):
+                        done += 1
+                        if on_file is not None:
+                            on_file(res)
+                        yield res
+            except BrokenProcessPool:
+                # a worker died (a file crashed a native reader): check the rest one by
+                # one, each in a process of its own, so only that file is lost to it
+                for src in sources[done:]:
+                    res = _isolated_check(src, secret, limits, fast)
                     if on_file is not None:
                         on_file(res)
                     yield res
             return
-    ctx = Context(secret, limits)
+    ctx = Context(secret, limits, fast)
     for src in sources:
         res = check_source(src, ctx)
         if on_file is not None:
@@ -1594,27 +1989,38 @@ def _notes(files: list[FileResult]) -> list[str]:
     return notes
 
 
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _storable(v: Any) -> Any:
+    """Text as SQLite (UTF-8) can store it: a lone surrogate, which a damaged file can
+    smuggle through a reader, becomes U+FFFD instead of failing the whole run."""
+    return _SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v
+
+
 def _file_row(f: FileResult) -> FileRow:
+    t = _storable
     return FileRow(
         sha256=f.sha256,
-        period=f.period if f.identified else "",
+        period=t(f.period) if f.identified else "",
         status=f.status,
-        reason=f.reason,
-        employee_id=f.employee_id or None,
-        name=f.name or None,
-        department=f.department or None,
-        position=f.position or None,
-        template_id=f.template_id or None,
-        template_version=f.template_version or None,
+        reason=t(f.reason),
+        employee_id=t(f.employee_id) or None,
+        name=t(f.name) or None,
+        department=t(f.department) or None,
+        position=t(f.position) or None,
+        template_id=t(f.template_id) or None,
+        template_version=t(f.template_version) or None,
         total=f.total,
-        total_in_file=f.total_in_file,
-        grade=f.grade,
+        total_in_file=t(f.total_in_file),
+        grade=t(f.grade),
         pay=f.pay,
         counted=f.counted and f.status != REJECTED,
-        sources=[SourceRow(f.path, f.size, f.mtime, f.status, f.reason)],
-        scores=list(f.scores),
+        sources=[SourceRow(t(f.path), f.size, f.mtime, f.status, t(f.reason))],
+        scores=[ScoreRow(s.cell, s.kind, s.indicator, s.section, t(s.value)) for s in f.scores],
         anomalies=[
-            AnomalyRow(i.path, i.cell, i.address, i.kind, i.severity, i.message) for i in f.issues
+            AnomalyRow(t(i.path), t(i.cell), t(i.address), i.kind, i.severity, t(i.message))
+            for i in f.issues
         ],
     )
 
@@ -1649,19 +2055,24 @@ def collect(
     on_file: Any = None,
     write: bool = True,
     workers: int | None = None,
+    settings: Any = None,
+    exclude: Sequence[Path] = (),
+    fast: bool = True,
 ) -> Collection:
     """Run a whole collection; write the ledger and the summary when ``write``.
 
     ``workers``: processes checking files in parallel (default: one per CPU, up to 8,
     when there are at least :data:`PARALLEL_FROM` files; 1 checks in this process).
+    ``fast``: read with :mod:`kpi_excel.fastread` (the same answers, without openpyxl);
+    False reads every file with :class:`kpi_excel.read.Book` (the reference path).
     """
     t0 = time.perf_counter()
     quota_map = parse_quota(quota)
     roster_rows = _roster_rows(roster) if roster is not None else None
     ledger_path = db or (default_path(out) if out is not None else None)
-    exclude = [p for p in (out, ledger_path) if p is not None]
+    exclude = [p for p in (out, ledger_path, *exclude) if p is not None]
     sources, skipped = discover(inputs, exclude, limits)
-    files = list(_check_all(sources, secret, limits, workers, on_file))
+    files = list(_check_all(sources, secret, limits, workers, on_file, fast))
     chosen = _choose_period(files, period)
     ids = {r["employee_id"] for r in roster_rows} if roster_rows is not None else None
     _cross_checks(files, chosen, ids)
@@ -1703,7 +2114,7 @@ def collect(
     if write and out is not None:
         from kpi_excel.summary import write_summary
 
-        write_summary(coll, out)
+        write_summary(coll, out, settings)
         coll.summary_path = str(out)
     coll.seconds = time.perf_counter() - t0
     return coll
@@ -1796,8 +2207,18 @@ def collect_command(
     from rich.console import Console
 
     console = Console(stderr=as_json)
-    if xlsm:
-        console.print("提示：启用宏的汇总表（--xlsm）尚未提供，已写普通 .xlsx 汇总表")
+    settings = None
+    if xlsm:  # a summary with a 设置 sheet and 一键汇总 buttons (kpi_excel.buttons)
+        from kpi_excel.buttons import SummarySettings
+
+        out = out.with_suffix(".xlsm")
+        settings = SummarySettings(
+            inputs=[str(Path(p).resolve()) for p in inputs],
+            roster=str(roster.resolve()) if roster else None,
+            ledger=str((db or default_path(out)).resolve()),
+            quota=quota,
+            period=period,
+        )
     show = progress and not as_json and sys.stdout.isatty()
     if show:
         from rich.progress import (
@@ -1833,10 +2254,18 @@ def collect_command(
                 secret=secret,
                 period=period,
                 on_file=tick,
+                settings=settings,
             )
     else:
         coll = collect(
-            inputs, out=out, roster=roster, db=db, quota=quota, secret=secret, period=period
+            inputs,
+            out=out,
+            roster=roster,
+            db=db,
+            quota=quota,
+            secret=secret,
+            period=period,
+            settings=settings,
         )
     if as_json:
         print(json.dumps(result_json(coll), ensure_ascii=False, indent=2))

@@ -213,7 +213,12 @@ class _Sheet:
         self.text(r, c, value)  # a text result (不适用, a grade) stays text
 
     def header(self, r: int, cols: Sequence[str]) -> None:
+        from kpi_excel.collect import safe_text
+
+        # section names, rater labels and grades come from the template embedded in a
+        # returned file: made inert like any other returned text
         for c, h in enumerate(cols):
+            h = safe_text(h)
             self.ws.write_string(r, c, h, self.fmt["head"])
             self._track(c, h)
 
@@ -617,7 +622,7 @@ def _write_missing(wb: Any, fmt: dict[str, Any], coll: Collection) -> None:
 
 
 def _write_trend(wb: Any, fmt: dict[str, Any], coll: Collection) -> None:
-    from kpi_excel.collect import _period_key
+    from kpi_excel.collect import _period_key, safe_text
 
     sh = _Sheet(wb.add_worksheet("趋势"), fmt)
     trend = list(coll.trend)
@@ -644,7 +649,7 @@ def _write_trend(wb: Any, fmt: dict[str, Any], coll: Collection) -> None:
     sh.ws.write_string(r0 - 1, 0, "部门平均分", fmt["title"])
     sh.ws.write_string(r0, 0, "部门", fmt["head"])
     for c, per in enumerate(periods, 1):
-        sh.ws.write_string(r0, c, per, fmt["head"])
+        sh.ws.write_string(r0, c, safe_text(per), fmt["head"])
     depts = sorted({t.department for t in trend})
     for i, d in enumerate(depts, 1):
         sh.text(r0 + i, 0, d)
@@ -711,11 +716,28 @@ def _write_files(wb: Any, fmt: dict[str, Any], coll: Collection) -> None:
     sh.finish(0, r, len(cols))
 
 
-def write_summary(coll: Collection, out: Path) -> Path:
-    """Write the summary workbook atomically (temp file, then ``os.replace``)."""
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - a file system without fsync
+        pass
+    finally:
+        os.close(fd)
+
+
+def write_summary(coll: Collection, out: Path, settings: Any = None) -> Path:
+    """Write the summary workbook atomically (temp file, then ``os.replace``).
+
+    ``settings`` (a :class:`kpi_excel.buttons.SummarySettings`) makes a macro-enabled
+    summary (``out`` must end in ``.xlsm``) with a 设置 sheet and 一键汇总 buttons.
+    """
+    from kpi_excel.collect import safe_text
+
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp.xlsx")
+    suffix = ".xlsm" if settings is not None else ".xlsx"
+    tmp = out.with_name(f".{out.stem}.{os.getpid()}.tmp{suffix}")
     rows = _rows(coll)
     valid = [f for f in rows if f.status != "rejected" and f.total is not None]
     grades = _grade_order(rows)
@@ -728,9 +750,18 @@ def write_summary(coll: Collection, out: Path) -> Path:
     try:
         wb = xlsxwriter.Workbook(
             str(tmp),
-            {"strings_to_formulas": False, "strings_to_numbers": False, "strings_to_urls": False},
+            {
+                "strings_to_formulas": False,
+                "strings_to_numbers": False,
+                "strings_to_urls": False,
+                # rows go to disk as they are written (every sheet is written row by row):
+                # memory stays flat however many forms were collected
+                "constant_memory": True,
+            },
         )
-        wb.set_properties({"title": f"绩效考核汇总 {coll.period}", "author": "kpi-excel"})
+        wb.set_properties(
+            {"title": safe_text(f"绩效考核汇总 {coll.period}"), "author": "kpi-excel"}
+        )
         fmt = _formats(wb)
         _write_main(wb, fmt, coll, rows, forced)
         _write_detail(wb, fmt, rows)
@@ -740,7 +771,16 @@ def write_summary(coll: Collection, out: Path) -> Path:
         _write_missing(wb, fmt, coll)
         _write_trend(wb, fmt, coll)
         _write_files(wb, fmt, coll)
+        if settings is not None:
+            from xlsxwriter.utility import xl_rowcol_to_cell
+
+            from kpi_excel.vba import attach_summary_button
+
+            main = wb.get_worksheet_by_name("汇总")
+            cell = xl_rowcol_to_cell(0, (main.dim_colmax or 0) + 2)
+            attach_summary_button(wb, settings, worksheet=main, cell=cell)
         wb.close()
+        _fsync(tmp)  # the new summary is on disk before it replaces the old one
         os.replace(tmp, out)
     finally:
         if tmp.exists():

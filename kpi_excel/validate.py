@@ -20,6 +20,7 @@ message.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -89,6 +90,18 @@ _NUM_RE = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(.*)$")
 _THOUSANDS_RE = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?")
 _SPACE_RE = re.compile(r"[\s\u00a0\u200b\u200c\u200d\u2060\ufeff]+")
 _VAGUE = ("约", "大约", "左右", "以上", "以下", "以内", "多", "余", "~", "～", "至", "或")
+#: a date or time typed as text where a number belongs: 2026-09-05, 9/5, 9月5日, 9:30
+_DATE_TEXT = re.compile(
+    r"^(\d{4}[-/年]\d{1,2}月?([-/]?\d{1,2}日?)?|\d{4}\.\d{1,2}\.\d{1,2}|\d{1,2}[-/]\d{1,2}"
+    r"|\d{1,2}月\d{1,2}日?|\d{1,2}:\d{2}(:\d{2})?)$"
+)
+#: longest piece of typed text quoted in a message
+_QUOTE = 40
+
+
+def _q(text: str) -> str:
+    """Typed text as quoted in a message: at most :data:`_QUOTE` characters."""
+    return text if len(text) <= _QUOTE else text[: _QUOTE - 1] + "…"
 
 
 @dataclass(frozen=True)
@@ -223,7 +236,7 @@ def parse_number_text(text: str) -> _Parsed | None:
     ``%``/``百分之``, Chinese numerals and a trailing unit (returned in ``suffix``).
     """
     notes: list[str] = []
-    s = unicodedata.normalize("NFKC", text)
+    s = unicodedata.normalize("NFKC", text).replace("\u2212", "-")  # U+2212 MINUS SIGN
     if s != text:
         notes.append("全角字符已转为半角")
     t = _SPACE_RE.sub("", s)
@@ -324,6 +337,27 @@ def _check_number(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
                 ),
             ),
         )
+    if isinstance(raw, float) and not math.isfinite(raw):
+        return Checked(
+            None,
+            raw,
+            (Finding("wrong_type", ERROR, f"{what}应填{_describe(spec)}，却是无效的数值 {shown}"),),
+        )
+    if isinstance(raw, str) and _DATE_TEXT.match(
+        _SPACE_RE.sub("", unicodedata.normalize("NFKC", raw))
+    ):
+        return Checked(
+            None,
+            raw,
+            (
+                Finding(
+                    "date_in_number",
+                    ERROR,
+                    f"{what}应填{_describe(spec)}，却填了“{_q(raw)}”（像是日期、时间或范围）；"
+                    "请填写一个数字",
+                ),
+            ),
+        )
     findings: list[Finding] = []
     percent_typed = False
     text_note: tuple[str, str] | None = None
@@ -342,7 +376,7 @@ def _check_number(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
                 return Checked(
                     Decimal(0),
                     raw,
-                    (Finding("text_normalised", WARNING, f"{what}填写为“{text}”，已按 0 计"),),
+                    (Finding("text_normalised", WARNING, f"{what}填写为“{_q(text)}”，已按 0 计"),),
                 )
             hint = "；请填写确切的数字" if vague else ""
             return Checked(
@@ -352,7 +386,7 @@ def _check_number(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
                     Finding(
                         "text_in_number",
                         ERROR,
-                        f"{what}应填{_describe(spec)}，却填了文字“{text}”{hint}",
+                        f"{what}应填{_describe(spec)}，却填了文字“{_q(text)}”{hint}",
                     ),
                 ),
             )
@@ -364,7 +398,7 @@ def _check_number(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
                     Finding(
                         "text_in_number",
                         ERROR,
-                        f"{what}填写为“{text}”，不是确切的数字；请填写确切的数字",
+                        f"{what}填写为“{_q(text)}”，不是确切的数字；请填写确切的数字",
                     ),
                 ),
             )
@@ -377,7 +411,7 @@ def _check_number(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
                     Finding(
                         "unit_mismatch",
                         ERROR,
-                        f"{what}填写为“{text}”，单位“{parsed.suffix}”与要求不符（{want}）；请只填数字",
+                        f"{what}填写为“{_q(text)}”，单位“{_q(parsed.suffix)}”与要求不符（{want}）；请只填数字",
                     ),
                 ),
             )
@@ -394,7 +428,7 @@ def _check_number(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
                     Finding(
                         "unit_mismatch",
                         ERROR,
-                        f"{what}应填{_describe(spec)}，却填了百分数“{text}”；请按要求填写",
+                        f"{what}应填{_describe(spec)}，却填了百分数“{_q(text)}”；请按要求填写",
                     ),
                 ),
             )
@@ -403,7 +437,7 @@ def _check_number(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
         if parsed.suffix or percent_typed:
             gone = ("%" if percent_typed else "") + parsed.suffix
             detail = f"（去掉了单位“{gone}”{'，' + how if how else ''}）"
-        text_note = (text, detail)
+        text_note = (_q(text), detail)
 
     show_value = _fmt(value * 100) + "%" if spec.kind == "percent" else _fmt(value)
     if spec.kind == "percent":
@@ -519,7 +553,7 @@ def _check_choice(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
                 Finding(
                     "wrong_choice",
                     ERROR,
-                    f"{what}填写为“{text}”，不是可选项之一（{listed}）；请从下拉列表选择",
+                    f"{what}填写为“{_q(text)}”，不是可选项之一（{listed}）；请从下拉列表选择",
                 ),
             ),
         )
@@ -528,7 +562,9 @@ def _check_choice(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
         raw,
         (
             Finding(
-                "text_normalised", WARNING, f"{what}填写为“{text}”，表内公式无法识别；已按“{key}”计"
+                "text_normalised",
+                WARNING,
+                f"{what}填写为“{_q(text)}”，表内公式无法识别；已按“{key}”计",
             ),
         ),
     )
@@ -572,14 +608,14 @@ def _check_date(raw: object, spec: m.InputSpec, label: str) -> Checked:
                 Finding(
                     "text_normalised",
                     WARNING,
-                    f"{what}的日期是文本“{raw}”，已按 {day:%Y-%m-%d} 理解",
+                    f"{what}的日期是文本“{_q(str(raw))}”，已按 {day:%Y-%m-%d} 理解",
                 ),
             ),
         )
     return Checked(
         None,
         raw,
-        (Finding("wrong_type", ERROR, f"{what}应填日期（如 2026-11-30），却填了“{raw}”"),),
+        (Finding("wrong_type", ERROR, f"{what}应填日期（如 2026-11-30），却填了“{_q(str(raw))}”"),),
     )
 
 
