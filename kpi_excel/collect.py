@@ -514,6 +514,7 @@ class FileResult:
     #: cell's value recomputed from the inputs as typed (what the sheet itself shows)
     sheet: str = ""
     date_cells: int = 0  # header date cells the layout has (checked)
+    signature_cells: int = 0  # signature name cells the layout has (checked)
     coords: dict[str, str] = field(default_factory=dict)
     as_typed: dict[str, Value] = field(default_factory=dict)
     #: a form of an older template version: the total under the current built-in one
@@ -1174,33 +1175,64 @@ def _check_dates(res: FileResult, book: Book, form: m.Form, checked: dict[str, C
         if c.value is None:
             res.add("date_missing", "warning", f"“{h.label}”未填写", name, ref.address)
             continue
-        if isinstance(c.value, Decimal):
-            day = (dt.datetime(1899, 12, 30) + dt.timedelta(days=int(c.value))).date()
-            start, end = _period_bounds(res.period)
-            if start and day < start:
-                res.add(
-                    "date_range",
-                    "warning",
-                    f"“{h.label}”为 {day}，早于考核期 {res.period} 的开始；请核对",
-                    name,
-                    ref.address,
-                )
-            elif day > dt.date.today() + dt.timedelta(days=1):
-                res.add(
-                    "date_range",
-                    "warning",
-                    f"“{h.label}”为 {day}，晚于今天；请核对",
-                    name,
-                    ref.address,
-                )
-            elif end and day > end + dt.timedelta(days=366):
-                res.add(
-                    "date_range",
-                    "warning",
-                    f"“{h.label}”为 {day}，距考核期结束超过一年；请核对",
-                    name,
-                    ref.address,
-                )
+        _date_in_range(res, h.label, c.value, name, ref.address)
+
+
+def _date_in_range(res: FileResult, label: str, value: Any, name: str, address: str) -> None:
+    """A typed date (a serial number) should fall in or after the period, not later than
+    tomorrow, and not more than a year after the period."""
+    if not isinstance(value, Decimal):
+        return
+    day = (dt.datetime(1899, 12, 30) + dt.timedelta(days=int(value))).date()
+    start, end = _period_bounds(res.period)
+    if start and day < start:
+        res.add("date_range", "warning", f"“{label}”为 {day}，早于考核期 {res.period} 的开始；请核对", name, address)
+    elif day > dt.date.today() + dt.timedelta(days=1):
+        res.add("date_range", "warning", f"“{label}”为 {day}，晚于今天；请核对", name, address)
+    elif end and day > end + dt.timedelta(days=366):
+        res.add("date_range", "warning", f"“{label}”为 {day}，距考核期结束超过一年；请核对", name, address)
+
+
+def _check_signatures(res: FileResult, book: Book, form: m.Form, checked: dict[str, Checked]) -> None:
+    """Each signer's name (``sig_N``) and date (``sig_N_date``) under the form.
+
+    A missing signature is a warning, not a rejection: some teams still sign the
+    printout. Forms generated before these cells existed are skipped (see _notes).
+    """
+    for n, who in enumerate(form.signatures, start=1):
+        name, dname = f"sig_{n}", f"sig_{n}_date"
+        ref = book.names.get(name)
+        if ref is None or ref.problem:
+            continue
+        res.signature_cells += 1
+        text_spec = m.InputSpec(label=f"{who}签字", kind="text", required=False)
+        c = check_input(book.value(name), text_spec, role="signature")
+        checked[name] = c
+        signed = c.value not in (None, "") and str(c.value).strip() != ""
+        if not signed:
+            res.add("signature_missing", "warning", f"“{who}”未签字", name, ref.address)
+        elif who.startswith(("被考核", "受考核")) and res.name and str(c.value).strip() != res.name:
+            shown = safe_text(str(c.value).strip()[:20])
+            res.add(
+                "signature_mismatch",
+                "warning",
+                f"“{who}”签字为“{shown}”，与被考核人姓名“{res.name}”不一致；请核对",
+                name,
+                ref.address,
+            )
+        dref = book.names.get(dname)
+        if dref is None or dref.problem:
+            continue
+        date_spec = m.InputSpec(label=f"{who}签字日期", kind="date", required=False)
+        d = check_input(book.value(dname), date_spec, role="signature")
+        checked[dname] = d
+        for f in d.findings:
+            res.add(f.kind, f.severity, f.message, dname, dref.address)
+        if d.value is None:
+            if signed:
+                res.add("date_missing", "warning", f"“{who}”已签字但未填日期", dname, dref.address)
+            continue
+        _date_in_range(res, f"{who}签字日期", d.value, dname, dref.address)
 
 
 def _period_bounds(period: str) -> tuple[dt.date | None, dt.date | None]:
@@ -1493,6 +1525,7 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
             res.add(f.kind, f.severity, f.message, inp.name, addr[inp.name])
 
     _check_dates(res, book, form, checked)
+    _check_signatures(res, book, form, checked)
 
     # -- recompute twice -------------------------------------------------------------
     overwritten = _check_integrity(res, book, meta, tpl, sheet, ctx, addr)
@@ -1976,7 +2009,14 @@ def _notes(files: list[FileResult]) -> list[str]:
     forms = [f for f in files if f.identified and f.lines]
     if not forms:
         return []
-    notes = ["签字未检查：考核表上的签字栏是打印后手写的文字行，表内没有可填写、可核对的签字单元格"]
+    notes = []
+    signed = sum(f.signature_cells > 0 for f in forms)
+    if signed:
+        notes.append(f"已检查 {signed} 份表的签字栏（是否签字、被考核人签名是否与姓名一致、签字日期）")
+    if signed < len(forms):
+        notes.append(
+            f"{len(forms) - signed} 份表没有可填写的签字单元格（早期版本生成的表，签字栏为打印后手写），其签字未检查"
+        )
     dated = sum(f.date_cells > 0 for f in forms)
     if dated:
         notes.append(
@@ -2072,7 +2112,9 @@ def collect(
     ledger_path = db or (default_path(out) if out is not None else None)
     exclude = [p for p in (out, ledger_path, *exclude) if p is not None]
     sources, skipped = discover(inputs, exclude, limits)
-    files = list(_check_all(sources, secret, limits, workers, on_file, fast))
+    from kpi_excel.fastread import spool_results  # bulky parts on disk: memory stays flat
+
+    files = spool_results(_check_all(sources, secret, limits, workers, on_file, fast))
     chosen = _choose_period(files, period)
     ids = {r["employee_id"] for r in roster_rows} if roster_rows is not None else None
     _cross_checks(files, chosen, ids)

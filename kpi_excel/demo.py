@@ -283,6 +283,8 @@ def demo_command(out: Path, *, progress: bool = True) -> int:
                 kwargs["locked_edits"] = {prob["cell"]: Decimal(str(prob["value"]))}
             elif kind == "stale":
                 kwargs["stale"] = True
+            elif kind == "unsigned":
+                answers = {k: v for k, v in answers.items() if not k.startswith("sig_")}
             elif kind == "blank_required":
                 answers.pop(_first_input(gen), None)
             elif kind == "wrong_period":

@@ -21,6 +21,7 @@ EXPECTED_KIND = {
     "wrong_period": "wrong_period",
     "stale": "stale_value",
     "blank_required": "required",
+    "unsigned": "signature_missing",
 }
 
 
