@@ -102,13 +102,15 @@ def make_form(
 
 def fill(book: FakeBook, gen: FormGenerator, values: dict) -> None:
     """Type values into the form's input cells as a person would (roster cells skipped)."""
-    for inp in gen.cf.inputs:
-        if inp.spec.source == "roster" or inp.name not in values:
+    names = [i.name for i in gen.cf.inputs if i.spec.source != "roster"]
+    names += [n for n in values if n.startswith("sig_")]  # the signature block
+    for name in names:
+        if name not in values:
             continue
-        v = values[inp.name]
+        v = values[name]
         if isinstance(v, Decimal):
             v = float(v)
-        book.names[inp.name].refers_to_range.value = v
+        book.names[name].refers_to_range.value = v
 
 
 def status_lines(book: FakeBook) -> list[str]:
@@ -494,7 +496,11 @@ def _returned_forms(folder: Path, tmp: Path) -> None:
             tmp / f"{eid}.xlsm", template, employee_id=eid, name=name, department=dept
         )
         book = FakeBook(path)
-        fill(book, gen, random_values(gen.cf, random.Random(seed), dirty=False))
+        values = random_values(gen.cf, random.Random(seed), dirty=False)
+        for n, who in enumerate(gen.form.signatures, start=1):  # signed and dated
+            values[f"sig_{n}"] = name if who.startswith("被考核") else "审核人"
+            values[f"sig_{n}_date"] = Decimal(46347)  # 2026-11-21
+        fill(book, gen, values)
         if seed == 1:  # a manager pressed 一键重算 after an accident with a formula
             sheet = book.names["total"].refers_to_range.sheet
             sheet.api.Unprotect("kpi")

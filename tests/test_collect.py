@@ -27,6 +27,8 @@ to 35.50, so a total is ``sales weighted + 35.50`` when only the sales figure ch
 
 from __future__ import annotations
 
+import datetime as dt
+
 import hashlib
 import io
 import json
@@ -96,8 +98,12 @@ def fill(
     recalc: bool = True,
     mtime: float | None = None,
     computed: dict[str, object] | None = None,
+    sign: bool = True,
 ) -> Path:
     """Fill a generated form as a person would, and save it as a spreadsheet would.
+
+    With ``sign`` every signer signs under the form (the reviewee with their own
+    name) and dates it, unless ``values`` says otherwise.
 
     ``values`` by defined name; ``edits`` by coordinate (to damage locked cells or
     formulas). With ``recalc`` the formula cells get the values the sheet computes
@@ -113,6 +119,8 @@ def fill(
     for name, dn in wb.defined_names.items():
         for _sheet, ref in dn.destinations:
             where[name] = ref.replace("$", "")
+    if sign:
+        values = {**_signatures(meta, where), **values}
     for name, v in values.items():
         ws[where[name]] = v
         if isinstance(v, Text):  # typed as text even if it looks like a formula
@@ -147,6 +155,25 @@ def fill(
     if mtime is not None:
         os.utime(dst, (mtime, mtime))
     return dst
+
+
+def _signatures(meta: dict[str, str], where: dict[str, str]) -> dict[str, object]:
+    form = load_form_text(meta["template_yaml"])
+    start = dt.date.fromisoformat(meta["generated_at"][:10])
+    day = min(start + dt.timedelta(days=20), dt.date.today())
+    out: dict[str, object] = {}
+    for n, who in enumerate(form.signatures, start=1):
+        if f"sig_{n}" in where:
+            signer = meta["name"] if who.startswith(("被考核", "受考核")) else "审核人"
+            out[f"sig_{n}"] = Text(signer)  # typed as text, whatever the name looks like
+            out[f"sig_{n}_date"] = day
+    return out
+
+
+def signed(name: str, day: dt.date = dt.date(2026, 11, 21)) -> dict[str, object]:
+    """What a reviewee and a reviewer type under a cs_manager_monthly_kpi form."""
+    when = dt.datetime.combine(day, dt.time())
+    return {"sig_1": name, "sig_1_date": when, "sig_2": "审核人", "sig_2_date": when}
 
 
 T0 = 1_790_000_000.0  # a fixed modification time; later returns get later times
@@ -591,7 +618,7 @@ def test_parallel_workers_give_the_same_results(collected, returned: Path, tmp_p
 
 def test_unchecked_things_are_said(collected) -> None:
     coll, _out = collected
-    assert any(n.startswith("签字未检查") for n in coll.notes)
+    assert any(n.startswith("已检查") and "签字" in n for n in coll.notes)
     assert any(n.startswith("日期未检查") for n in coll.notes)  # this template has no date cells
 
 

@@ -362,11 +362,12 @@ def test_check_source_never_raises(forms: Forms, tmp_path: Path, monkeypatch) ->
 @pytest.mark.engine
 def test_a_form_resaved_by_libreoffice_is_accepted_silently(forms: Forms, tmp_path: Path) -> None:
     """LibreOffice saves ``_meta`` as hidden (not very hidden): that is not a finding."""
-    from test_collect import G
+    from test_collect import G, signed
 
     from kpi_excel import _lo
 
-    (res,) = _lo.recalc([_lo.Job(forms.blank["E001"], fills=dict(G))], tmp_path / "lo")
+    fills = {**G, **signed("张三")}
+    (res,) = _lo.recalc([_lo.Job(forms.blank["E001"], fills=fills)], tmp_path / "lo")
     assert res.error is None, res.error
     book = gate(res.out.read_bytes())  # type: ignore[union-attr]
     states = {s.name: s.state for s in book.sheets}

@@ -11,7 +11,7 @@ from pathlib import Path
 import openpyxl
 import pytest
 from python_calamine import CalamineWorkbook
-from test_collect import ROSTER, TEMPLATE, G, Text, fill
+from test_collect import ROSTER, TEMPLATE, G, Text, fill, signed
 
 from kpi_excel.collect import collect
 from kpi_excel.errors import KpiExcelError
@@ -158,7 +158,8 @@ def test_forms_filled_and_saved_by_libreoffice_are_accepted(form: Path, tmp_path
     """A real spreadsheet engine fills the inputs by name, recalculates and saves."""
     from kpi_excel import _lo
 
-    (res,) = _lo.recalc([_lo.Job(form, fills=dict(G), read=["total", "grade"])], tmp_path / "lo")
+    fills = {**G, **signed("张三")}
+    (res,) = _lo.recalc([_lo.Job(form, fills=fills, read=["total", "grade"])], tmp_path / "lo")
     assert res.error is None, res.error
     assert res.values["total"] == pytest.approx(121.95)
     coll = collect([res.out.parent], out=tmp_path / "summary.xlsx")  # type: ignore[union-attr]
