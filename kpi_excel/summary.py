@@ -228,6 +228,16 @@ class _Sheet:
         self.ws.freeze_panes(header_row + 1, 0)
         if filter_ and ncols:
             self.ws.autofilter(header_row, 0, max(header_row, last_row), ncols - 1)
+        # printed: A4 landscape, the header row on every page; one page wide when that
+        # stays legible, else the first two columns (工号, 姓名) repeat on every page
+        self.ws.set_paper(9)
+        self.ws.set_landscape()
+        self.ws.repeat_rows(header_row)
+        if sum(self.widths.values()) <= 220:
+            self.ws.fit_to_pages(1, 0)
+        elif ncols > 2:
+            self.ws.repeat_columns(0, 1)
+        self.ws.set_footer("&C第 &P 页，共 &N 页")
 
 
 def _formats(wb: Any) -> dict[str, Any]:
