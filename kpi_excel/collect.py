@@ -760,6 +760,18 @@ def _decimal(v: object) -> Decimal | None:
     return None
 
 
+@functools.lru_cache(maxsize=256)
+def _placeholders(text: str) -> frozenset[str]:
+    from kpi_excel.spec.text import placeholders
+
+    return frozenset(placeholders(text))
+
+
+@functools.lru_cache(maxsize=4096)  # the same rule texts recur form after form
+def _render_rule(method: str, ctx: tuple[tuple[str, str], ...], render: Any) -> str:
+    return render(method, dict(ctx))  # type: ignore[no-any-return]
+
+
 def _rule_text(ind: m.Indicator, values: dict[str, object], extra: dict[str, object]) -> str:
     r = ind.rule
     kind = {
@@ -779,7 +791,11 @@ def _rule_text(ind: m.Indicator, values: dict[str, object], extra: dict[str, obj
         try:
             from kpi_excel.spec.text import indicator_context, render_text
 
-            method = render_text(method, indicator_context(ind, values, extra))
+            ctx = indicator_context(ind, values, extra)
+            used = _placeholders(method)  # the key: only what the text refers to
+            method = _render_rule(
+                method, tuple(sorted((k, ctx[k]) for k in used if k in ctx)), render_text
+            )
         except Exception:  # wording only: never let it stop a check
             pass
     method = " ".join(method.split())
@@ -1531,12 +1547,19 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
     overwritten = _check_integrity(res, book, meta, tpl, sheet, ctx, addr)
     # as the sheet computes it: inputs as typed, and overwritten cells holding what
     # they now hold (their dependents were computed from that)
+    typed_in = {n: to_sheet_value(v) for n, v in raw.items() if not isinstance(v, CellError)}
     as_typed = _evaluate_sheet(
-        cf,
-        {n: to_sheet_value(v) for n, v in raw.items() if not isinstance(v, CellError)},
-        {n: _cell_value(book.value(n)) for n in overwritten},
+        cf, typed_in, {n: _cell_value(book.value(n)) for n in overwritten}
     )
-    final = evaluate(cf, {n: c.value for n, c in checked.items()})
+    final_in = {n: c.value for n, c in checked.items()}
+    # inputs taken as typed (nothing normalised, nothing typed over a formula): the
+    # same evaluation, done once
+    same = not overwritten and all(
+        type(typed_in.get(i.name)) is type(final_in.get(i.name))
+        and str(typed_in.get(i.name)) == str(final_in.get(i.name))
+        for i in cf.inputs
+    )
+    final = as_typed if same else evaluate(cf, final_in)
     res.sheet = sheet
     res.coords = {n: book.names[n].coord or "" for n in addr}
     res.as_typed = {c.name: as_typed.get(c.name) for c in cf.cells if c.name not in overwritten}
@@ -2065,21 +2088,27 @@ def _file_row(f: FileResult) -> FileRow:
     )
 
 
-def _ledger_rows(files: list[FileResult]) -> list[FileRow]:
-    """One row per (sha256, period); identical copies become several sources of one row."""
-    rows: dict[tuple[str, str], FileRow] = {}
+def _ledger_rows(files: list[FileResult]) -> Iterator[FileRow]:
+    """One row per (sha256, period); identical copies become several sources of one row.
+
+    Rows are made one at a time (each file's scores are read back as its row is
+    written), so the ledger is written in flat memory. Copies of one file sort together
+    (same bytes: same period), so a row is complete when the next key starts.
+    """
     order = {ACCEPTED: 0, WARNING: 1, REJECTED: 2}
+    kept: FileRow | None = None
     for f in sorted(files, key=lambda f: (f.sha256, order[f.status], f.path)):
         row = _file_row(f)
-        key = (row.sha256, row.period)
-        if key not in rows:
-            rows[key] = row
+        if kept is not None and (row.sha256, row.period) == (kept.sha256, kept.period):
+            kept.counted = kept.counted or row.counted
+            kept.sources += row.sources
+            kept.anomalies += row.anomalies
             continue
-        kept = rows[key]
-        kept.counted = kept.counted or row.counted
-        kept.sources += row.sources
-        kept.anomalies += row.anomalies
-    return list(rows.values())
+        if kept is not None:
+            yield kept
+        kept = row
+    if kept is not None:
+        yield kept
 
 
 def collect(

@@ -24,8 +24,10 @@ import re
 import shutil
 import tempfile
 import unicodedata
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kpi_excel import __version__
 from kpi_excel.errors import KpiExcelError, Problem, SpecError
@@ -37,6 +39,9 @@ from kpi_excel.rules.tree import decimal_text
 from kpi_excel.score import CompiledForm, compile_form
 from kpi_excel.spec import model as m
 from kpi_excel.spec.load import builtin_dir, find_template, load_form_text
+
+if TYPE_CHECKING:
+    from kpi_excel.fastwrite import CompiledWorkbook as FastWriter
 
 __all__ = [
     "DEFAULT_PASSWORD",
@@ -173,7 +178,14 @@ class FormGenerator:
     generated_at: str | None = None
     created: dt.datetime | None = None
     decorate: Decorate | None = None
+    #: "reference" writes every form with XlsxWriter (kpi_excel.render); "fast" compiles
+    #: the template's workbook once and patches each employee in (kpi_excel.fastwrite),
+    #: falling back to the reference writer when the template cannot be compiled
+    writer: str = "reference"
     _formulas: dict[str, str] | None = field(default=None, repr=False)
+    _compiled: object = field(default=None, repr=False)
+    #: why the fast writer is not used (set when compiling the template failed)
+    fast_unavailable: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_ref(
@@ -214,13 +226,21 @@ class FormGenerator:
         plan = layout_form(
             self.cf, emp.fields, values, self.period, self.company, formulas=self._formulas
         )
+        names_json = json.dumps(plan.name_refs(), ensure_ascii=False, sort_keys=True)
+        meta = self.meta_for(emp, names_json, plan.sheet_name)
+        meta["fingerprint"] = fingerprint(self.secret, self.form.version, plan.locked_cells(), meta)
+        return plan, meta
+
+    def meta_for(self, emp: Employee, names_json: str, sheet: str) -> dict[str, str]:
+        """The ``_meta`` record of ``emp``'s form (its defined names as JSON, its form
+        sheet's name), without the fingerprint."""
         roster = {
             "fields": {k: v for k, v in sorted(emp.fields.items())},
             "q": None if emp.q is None else decimal_text(emp.q),
             "targets": {k: decimal_text(v) for k, v in sorted(emp.targets.items())},
             "source": f"{emp.source}:{emp.row}",
         }
-        meta = {
+        return {
             "format": FORMAT,
             "template_id": self.form.id,
             "template_version": self.form.version,
@@ -234,14 +254,12 @@ class FormGenerator:
             "period": self.period.key,
             "company": self.company,
             "roster_json": json.dumps(roster, ensure_ascii=False, sort_keys=True),
-            "names_json": json.dumps(plan.name_refs(), ensure_ascii=False, sort_keys=True),
-            "sheet": plan.sheet_name,
+            "names_json": names_json,
+            "sheet": sheet,
             "generated_at": self.generated_at or f"{self.period.first_day}T00:00:00",
             "tool_version": __version__,
             "fingerprint_alg": FINGERPRINT_ALG,
         }
-        meta["fingerprint"] = fingerprint(self.secret, self.form.version, plan.locked_cells(), meta)
-        return plan, meta
 
     def _created(self, meta: dict[str, str]) -> dt.datetime:
         """docProps dates: the fixed generation time, so output is byte-identical."""
@@ -252,8 +270,28 @@ class FormGenerator:
         except ValueError:
             return FIXED_CREATED
 
+    def compiled(self) -> FastWriter | None:
+        """The template compiled for the fast writer, or None when it cannot be (the
+        reason is in :attr:`fast_unavailable`)."""
+        if self._compiled is None and self.fast_unavailable is None:
+            from kpi_excel.fastwrite import CompiledWorkbook, Unsupported
+
+            try:
+                self._compiled = CompiledWorkbook(self)
+            except Unsupported as e:
+                self.fast_unavailable = str(e) or "unsupported"
+                warnings.warn(
+                    f"{self.form.id}: 快速写法不可用（{self.fast_unavailable}），改用参考写法",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+        return self._compiled  # type: ignore[return-value]
+
     def write(self, emp: Employee, path: Path) -> Path:
         """Write the form of ``emp`` to ``path``."""
+        fast = self.compiled() if self.writer == "fast" else None
+        if fast is not None:
+            return fast.write(emp, path)
         plan, meta = self.plan(emp)
         return render(
             plan,
@@ -266,7 +304,18 @@ class FormGenerator:
 
     def to_bytes(self, emp: Employee) -> bytes:
         """The form of ``emp`` as .xlsx bytes."""
+        fast = self.compiled() if self.writer == "fast" else None
+        if fast is not None:
+            return fast.to_bytes(emp)
+        return self.reference_to_bytes(emp)
+
+    def reference_to_bytes(self, emp: Employee) -> bytes:
+        """The form of ``emp`` written by the reference writer (XlsxWriter)."""
         plan, meta = self.plan(emp)
+        return self.reference_bytes(plan, meta)
+
+    def reference_bytes(self, plan: SheetPlan, meta: dict[str, str]) -> bytes:
+        """A sheet plan and its meta written by the reference writer."""
         return render_bytes(
             plan,
             meta,
@@ -319,6 +368,8 @@ def generate_command(
     xlsm: bool = False,
     *,
     generated_at: str | None = None,
+    writer: str = "fast",
+    workers: int | None = None,
 ) -> list[Path]:
     """Generate one form per employee of ``roster`` into the folder ``out``.
 
@@ -326,6 +377,11 @@ def generate_command(
     row), :class:`~kpi_excel.errors.SpecError` (template) or
     :class:`~kpi_excel.errors.KpiExcelError` (period, output folder) before anything is
     written. Returns the written paths, in roster order.
+
+    ``writer``: "fast" (default: the template compiled once, see
+    :mod:`kpi_excel.fastwrite`) or "reference" (XlsxWriter for every form); both give
+    equivalent workbooks. ``workers``: processes writing forms (default: one per CPU,
+    up to 8, for rosters of :data:`PARALLEL_FROM` employees or more; 1 writes here).
     """
     gen = FormGenerator.from_ref(
         template,
@@ -336,6 +392,7 @@ def generate_command(
         generated_at=generated_at,
     )
     gen.decorate = _form_decorator(xlsm, password)
+    gen.writer = writer
     suffix = ".xlsm" if xlsm else ".xlsx"
     employees = load_roster(roster, gen.form, targets)
 
@@ -359,8 +416,9 @@ def generate_command(
     except OSError as e:
         raise KpiExcelError(f"无法在 {parent} 中写入：{e.strerror}") from None
     try:
-        for emp, n in zip(employees, names, strict=True):
-            gen.write(emp, tmp / n)
+        if not _write_in_workers(gen, xlsm, employees, [tmp / n for n in names], workers):
+            for emp, n in zip(employees, names, strict=True):
+                gen.write(emp, tmp / n)
         return _move_into(tmp, out, names)
     except KpiExcelError:
         raise
@@ -371,3 +429,68 @@ def generate_command(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+# ------------------------------------------------------------------ worker processes
+
+#: Rosters at least this long are written by worker processes: starting them and
+#: compiling the template in each costs ~0.1 s.
+PARALLEL_FROM = 400
+_BATCH = 64
+
+_WORKER: FormGenerator | None = None
+
+
+def _worker_init(state: dict[str, object], xlsm: bool) -> None:
+    global _WORKER
+    text = str(state.pop("template_text"))
+    form = load_form_text(text, str(state.pop("source")))
+    gen = FormGenerator(form=form, cf=compile_form(form), template_text=text, **state)  # type: ignore[arg-type]
+    gen.decorate = _form_decorator(xlsm, gen.password)
+    _WORKER = gen
+
+
+def _worker_write(batch: list[tuple[Employee, str]]) -> int:
+    assert _WORKER is not None
+    for emp, path in batch:
+        _WORKER.write(emp, Path(path))
+    return len(batch)
+
+
+def _write_in_workers(
+    gen: FormGenerator,
+    xlsm: bool,
+    employees: list[Employee],
+    paths: list[Path],
+    workers: int | None,
+) -> bool:
+    """Write the forms in worker processes; False when they are not worth it (or cannot
+    start), and the caller writes them itself."""
+    n = workers if workers is not None else min(os.cpu_count() or 1, 8)
+    if n < 2 or len(employees) < (PARALLEL_FROM if workers is None else 2):
+        return False
+    from concurrent.futures import ProcessPoolExecutor
+
+    state: dict[str, object] = {
+        "template_text": gen.template_text,
+        "source": gen.form.id,
+        "template_sha256": gen.template_sha256,
+        "period": gen.period,
+        "company": gen.company,
+        "password": gen.password,
+        "secret": gen.secret,
+        "generated_at": gen.generated_at,
+        "created": gen.created,
+        "writer": gen.writer,
+    }
+    try:
+        pool = ProcessPoolExecutor(max_workers=n, initializer=_worker_init, initargs=(state, xlsm))
+    except (OSError, NotImplementedError, ValueError):
+        return False
+    jobs = [(e, str(p)) for e, p in zip(employees, paths, strict=True)]
+    size = max(1, min(_BATCH, len(jobs) // (4 * n) or 1))
+    batches = [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    with pool:
+        for _done in pool.map(_worker_write, batches):
+            pass
+    return True

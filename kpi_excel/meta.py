@@ -41,6 +41,7 @@ value for both ``generate`` and ``collect`` to make tampering detectable.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import os
@@ -137,6 +138,7 @@ _FORMULA_PARTS = re.compile(r'("(?:[^"]|"")*")|([^"]+)')
 _SPACE = re.compile(r"\s+")
 
 
+@functools.lru_cache(maxsize=16384)  # the same formulas recur in every form of a template
 def _canonical_formula(text: str) -> str:
     body = text[1:] if text.startswith("=") else text
     out = []
