@@ -1548,7 +1548,7 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
     # as the sheet computes it: inputs as typed, and overwritten cells holding what
     # they now hold (their dependents were computed from that)
     typed_in = {n: to_sheet_value(v) for n, v in raw.items() if not isinstance(v, CellError)}
-    as_typed = _evaluate_sheet(
+    as_typed = evaluate(
         cf, typed_in, {n: _cell_value(book.value(n)) for n in overwritten}
     )
     final_in = {n: c.value for n, c in checked.items()}
@@ -1659,28 +1659,6 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
     res.scores = [
         ScoreRow(c.name, c.kind, c.indicator, c.section, final.get(c.name)) for c in cf.cells
     ]
-
-
-def _evaluate_sheet(
-    cf: CompiledForm, inputs: dict[str, Value], fixed: dict[str, Value]
-) -> dict[str, Value]:
-    """:func:`evaluate`, except that the cells in ``fixed`` keep the given values."""
-    if not fixed:
-        return evaluate(cf, inputs)
-    from kpi_excel.rules.tree import SheetError
-
-    env: dict[str, Value] = dict(cf.constants())
-    for inp in cf.inputs:
-        env[inp.name] = inputs.get(inp.name)
-    for cell in cf.cells:
-        if cell.name in fixed:
-            env[cell.name] = fixed[cell.name]
-            continue
-        try:
-            env[cell.name] = cell.expr.evaluate(env)
-        except SheetError as e:
-            env[cell.name] = e.code
-    return env
 
 
 def _column(cf: CompiledForm, name: str) -> str:

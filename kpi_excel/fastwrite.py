@@ -1121,7 +1121,7 @@ class CompiledWorkbook:
                 raise KeyError(f"没有可填写的单元格：{', '.join(unknown)}")
             typed = {n: to_sheet_value(v) for n, v in answers.items()}
             fixed = {n: v for n, v in typed.items() if n in self.cf.cell_by_name}
-            env = _evaluate_fixed(self.cf, {**values, **typed}, fixed)
+            env = evaluate(self.cf, {**values, **typed}, fixed)
             xml = {**xml, **self._formula_cells(env)}
             for name, v in answers.items():
                 slot = self._input_slots.get(name) or self._slots[self._ref_of[name]]
@@ -1257,26 +1257,6 @@ class _State:
     lines: dict[str, int]  # text slot ref -> lines its text needs
     prompts: dict[str, str]  # input name -> escaped prompt attribute
     fp: dict[str, str]  # slot ref -> its line of the fingerprint text
-
-
-def _evaluate_fixed(cf: Any, inputs: dict[str, Any], fixed: dict[str, Any]) -> dict[str, Any]:
-    """:func:`evaluate`, with typed-over formula cells holding what was typed."""
-    if not fixed:
-        return evaluate(cf, inputs)
-    from kpi_excel.rules.tree import SheetError
-
-    env: dict[str, Any] = dict(cf.constants())
-    for inp in cf.inputs:
-        env[inp.name] = inputs.get(inp.name)
-    for cell in cf.cells:
-        if cell.name in fixed:
-            env[cell.name] = fixed[cell.name]
-            continue
-        try:
-            env[cell.name] = cell.expr.evaluate(env)
-        except SheetError as e:
-            env[cell.name] = e.code
-    return env
 
 
 def _rc(ref: str) -> tuple[int, int]:

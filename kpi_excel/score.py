@@ -323,17 +323,24 @@ def compile_form(form: m.Form) -> CompiledForm:
     return cf
 
 
-def evaluate(cf: CompiledForm, values: Mapping[str, Value]) -> dict[str, Value]:
+def evaluate(
+    cf: CompiledForm, values: Mapping[str, Value], fixed: Mapping[str, Value] | None = None
+) -> dict[str, Value]:
     """Recompute every computed cell from input values, in the sheet's order.
 
     ``values`` maps input names to cell values (Decimal, str, bool or None). Returns
     the inputs and every computed cell. A spreadsheet error becomes its code text
-    (``#DIV/0!``), as the sheet would show it.
+    (``#DIV/0!``), as the sheet would show it. Cells in ``fixed`` keep the given value
+    instead of their formula (a formula someone typed a number over), and the cells
+    that depend on them follow, as in the sheet.
     """
     env: dict[str, Value] = dict(cf.constants())
     for inp in cf.inputs:
         env[inp.name] = values.get(inp.name)
     for cell in cf.cells:
+        if fixed and cell.name in fixed:
+            env[cell.name] = fixed[cell.name]
+            continue
         try:
             env[cell.name] = cell.expr.evaluate(env)
         except SheetError as e:
