@@ -906,6 +906,15 @@ def _check_meta(
 
 
 def _label(cf: CompiledForm, name: str) -> str:
+    """A cell's label for messages (worked out once per template and name)."""
+    labels = cf.__dict__.setdefault("_labels", {})
+    got = labels.get(name)
+    if got is None:
+        got = labels[name] = _label_now(cf, name)
+    return got  # type: ignore[no-any-return]
+
+
+def _label_now(cf: CompiledForm, name: str) -> str:
     inp = cf.input_by_name.get(name)
     if inp is None:
         cell = cf.cell_by_name.get(name)
@@ -1454,10 +1463,8 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
             continue
         addr[name] = ref.address
         then = names_then.get(name)
-        if then is not None:
-            s, r = split_ref(then)
-            if r.replace("$", "") != ref.coord:
-                moved += 1
+        if then is not None and _coord_of(then) != ref.coord:
+            moved += 1
     if missing:
         return
     if moved:
@@ -1659,6 +1666,11 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
     res.scores = [
         ScoreRow(c.name, c.kind, c.indicator, c.section, final.get(c.name)) for c in cf.cells
     ]
+
+
+@functools.lru_cache(maxsize=16384)  # every form of a template records the same names
+def _coord_of(ref_text: str) -> str:
+    return split_ref(ref_text)[1].replace("$", "")
 
 
 def _column(cf: CompiledForm, name: str) -> str:

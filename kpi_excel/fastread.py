@@ -402,12 +402,71 @@ def _openpyxl_view(raw: _Raw, shared: list[str], styles: _Styles) -> object:
 
 def _openpyxl_date(number: float, timedelta: bool) -> object:
     """A date-formatted number as openpyxl reads it (worksheet/_reader.py parse_cell)."""
-    from openpyxl.utils.datetime import WINDOWS_EPOCH, from_excel
-
     try:
-        return from_excel(number, WINDOWS_EPOCH, timedelta=timedelta)
+        return _from_excel(number, timedelta=timedelta)
     except (OverflowError, ValueError):
         return "#VALUE!"
+
+
+# -- openpyxl's own rules, restated -------------------------------------------------------
+# Importing openpyxl costs ~0.2 s per process (it imports numpy): the few rules the
+# fast path needs are restated here, exactly as openpyxl 3.1 has them
+# (styles/numbers.py, utils/datetime.py); tests/test_fastread.py checks them against it.
+
+_OP_EPOCH = dt.datetime(1899, 12, 30)
+_OP_BUILTIN_FORMATS = {
+    0: "General", 1: "0", 2: "0.00", 3: "#,##0", 4: "#,##0.00",
+    5: '"$"#,##0_);("$"#,##0)', 6: '"$"#,##0_);[Red]("$"#,##0)',
+    7: '"$"#,##0.00_);("$"#,##0.00)', 8: '"$"#,##0.00_);[Red]("$"#,##0.00)',
+    9: "0%", 10: "0.00%", 11: "0.00E+00", 12: "# ?/?", 13: "# ??/??",
+    14: "mm-dd-yy", 15: "d-mmm-yy", 16: "d-mmm", 17: "mmm-yy", 18: "h:mm AM/PM",
+    19: "h:mm:ss AM/PM", 20: "h:mm", 21: "h:mm:ss", 22: "m/d/yy h:mm",
+    37: "#,##0_);(#,##0)", 38: "#,##0_);[Red](#,##0)", 39: "#,##0.00_);(#,##0.00)",
+    40: "#,##0.00_);[Red](#,##0.00)", 41: '_(* #,##0_);_(* \\(#,##0\\);_(* "-"_);_(@_)',
+    42: '_("$"* #,##0_);_("$"* \\(#,##0\\);_("$"* "-"_);_(@_)',
+    43: '_(* #,##0.00_);_(* \\(#,##0.00\\);_(* "-"??_);_(@_)',
+    44: '_("$"* #,##0.00_)_("$"* \\(#,##0.00\\)_("$"* "-"??_)_(@_)',
+    45: "mm:ss", 46: "[h]:mm:ss", 47: "mmss.0", 48: "##0.0E+0", 49: "@",
+}  # fmt: skip
+_OP_STRIP = re.compile(r'".*?"' + "|" + r"\[(?!hh?\]|mm?\]|ss?\])[^\]]*\]")
+_OP_TIMEDELTA = re.compile(r"\[hh?\](:mm(:ss(\.0*)?)?)?|\[mm?\](:ss(\.0*)?)?|\[ss?\](\.0*)?", re.I)
+_OP_DATE_CHAR = re.compile(r"(?<![_\\])[dmhysDMHYS]")
+
+
+def _is_date_format(fmt: str | None) -> bool:
+    """openpyxl.styles.numbers.is_date_format"""
+    if fmt is None:
+        return False
+    fmt = _OP_STRIP.sub("", fmt.split(";")[0])
+    return _OP_DATE_CHAR.search(fmt) is not None
+
+
+def _is_timedelta_format(fmt: str | None) -> bool:
+    """openpyxl.styles.numbers.is_timedelta_format"""
+    if fmt is None:
+        return False
+    return _OP_TIMEDELTA.search(fmt.split(";")[0]) is not None
+
+
+def _from_excel(value: float, timedelta: bool = False) -> object:
+    """openpyxl.utils.datetime.from_excel, 1900 dates"""
+    if timedelta:
+        td = dt.timedelta(days=value)
+        if td.microseconds:
+            # round to millisecond precision
+            td = dt.timedelta(
+                seconds=td.total_seconds() // 1, microseconds=round(td.microseconds, -3)
+            )
+        return td
+    day, fraction = divmod(value, 1)
+    diff = dt.timedelta(milliseconds=round(fraction * 86400 * 1000))
+    if 0 <= value < 1 and diff.days == 0:
+        mins, seconds = divmod(diff.seconds, 60)
+        hours, mins = divmod(mins, 60)
+        return dt.time(hours, mins, seconds, diff.microseconds)
+    if 0 < value < 60:
+        day += 1
+    return _OP_EPOCH + dt.timedelta(days=day) + diff
 
 
 # -- styles ---------------------------------------------------------------------------------
@@ -461,8 +520,11 @@ def _styles_cached(data: bytes) -> _Styles:
 
 
 def _styles(xml: str) -> _Styles:
-    from openpyxl.styles.numbers import BUILTIN_FORMATS, is_date_format, is_timedelta_format
-
+    BUILTIN_FORMATS, is_date_format, is_timedelta_format = (  # noqa: N806
+        _OP_BUILTIN_FORMATS,
+        _is_date_format,
+        _is_timedelta_format,
+    )
     found = _NUMFMT.findall(xml)
     if len(found) != xml.count("<numFmt "):
         raise _Odd

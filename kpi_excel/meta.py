@@ -190,7 +190,20 @@ def fingerprint_text(
     ``locked_cells`` must be in row-major order; empty values are skipped here too.
     """
     lines = [_HEADER, f"template_version\t{_esc(str(template_version))}", "[cells]"]
+    memo = _TEXT_LINES
     for coord, value in locked_cells:
+        if type(value) is str:
+            # text and formulas recur form after form: their lines are kept
+            line = memo.get((coord, value))
+            if line is None:
+                c = canonical(value)
+                line = f"{coord}\t{_esc(c)}" if c != "" else ""
+                if len(memo) >= 16384:
+                    memo.clear()
+                memo[(coord, value)] = line
+            if line:
+                lines.append(line)
+            continue
         c = canonical(value)
         if c == "":
             continue
@@ -200,6 +213,10 @@ def fingerprint_text(
         v = meta[key]
         lines.append(f"{_esc(str(key))}\t{_esc('' if v is None else str(v))}")
     return "\n".join(lines) + "\n"
+
+
+#: (coordinate, text) -> its line of the fingerprint text ("" for none)
+_TEXT_LINES: dict[tuple[str, str], str] = {}
 
 
 def fingerprint(

@@ -343,6 +343,7 @@ def check_zip(
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()
+        zf._checked_bytes = data  # type: ignore[attr-defined]  # for _member_key
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
         raise UnreadableFile(
             "bad_zip", f"文件已损坏（zip 结构无效：{e}）；可能没有下载或保存完整，请重新保存后提交"
@@ -476,7 +477,19 @@ def _prolog(head: bytes, complete: bool) -> object:
         return None
 
 
-def _check_prolog(data: bytes, info: zipfile.ZipInfo, limits: Limits) -> None:
+def _check_prolog(
+    data: bytes, info: zipfile.ZipInfo, limits: Limits, key: bytes | None = None
+) -> None:
+    if key is not None and (key, limits.max_xml_part) in _PROLOG_OK:
+        return  # the same bytes passed before
+    _check_prolog_now(data, info, limits)
+    if key is not None:
+        if len(_PROLOG_OK) >= 4096:
+            _PROLOG_OK.clear()
+        _PROLOG_OK.add((key, limits.max_xml_part))
+
+
+def _check_prolog_now(data: bytes, info: zipfile.ZipInfo, limits: Limits) -> None:
     n = 1024
     while True:
         head, done = _inflate(data, info, n)
@@ -697,7 +710,7 @@ def gate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Package:
     for info in infos:
         if verify and not info.is_dir():
             _check_real_size(data, info)
-        _check_prolog(data, info, limits)
+        _check_prolog(data, info, limits, _member_key(zf, info))
 
     workbook_part = "xl/workbook.xml"
     for _rid, (typ, target) in _rels(zf, "", limits).items():
@@ -721,12 +734,7 @@ def gate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Package:
     if _local(root.tag) != "workbook" or not root.tag.startswith("{" + _MAIN_NS[0]):
         raise UnreadableFile("not_xlsx", "workbook.xml 不是电子表格工作簿")
     rels = _rels(zf, workbook_part, limits)
-    sheets: list[SheetRef] = []
-    for el in root.iter():
-        if _local(el.tag) == "sheet":
-            typ, part = rels.get(_attr(el, "id") or "", ("", ""))
-            if typ == "worksheet":
-                sheets.append(SheetRef(el.get("name") or "", el.get("state", "visible"), part))
+    sheets = _sheet_refs(root, rels)
     for s in sheets:
         if s.part not in names:
             raise UnreadableFile(
@@ -737,6 +745,114 @@ def gate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Package:
     return Package(zf, workbook_part, root, rels, sheets)
 
 
+#: Parts seen before, by :func:`_member_key`: the static parts of a form (styles,
+#: theme, workbook.xml, relationships, the template's shared strings) are the same in
+#: every file, so their content (and their prolog verdict) is kept instead of being
+#: inflated, CRC-checked and scanned again. Content is kept from the second sighting.
+_MEMBER_SEEN: set[bytes] = set()
+_MEMBER_MEMO: dict[bytes, bytes] = {}
+_PROLOG_OK: set[tuple[bytes, int]] = set()
+_MEMO_MAX_PART = 1 << 20
+
+
+def _member_key(zf: zipfile.ZipFile | None, info: zipfile.ZipInfo) -> bytes | None:
+    """A BLAKE2b digest of everything the zip reader reads to give a member's content:
+    its central-directory record (name, CRC, sizes, method, flags, the room before the
+    next entry) and its local header and compressed bytes. Members with equal keys read
+    alike, whatever their CRCs claim; None when the member is not in checked bytes."""
+    data = getattr(zf, "_checked_bytes", None)
+    if data is None:
+        return None
+    keys: dict[int, bytes | None] = zf.__dict__.setdefault("_member_keys", {})
+    if id(info) in keys:
+        return keys[id(info)]
+    keys[id(info)] = got = _member_digest(data, info)
+    return got
+
+
+def _member_digest(data: bytes, info: zipfile.ZipInfo) -> bytes | None:
+    off = info.header_offset
+    if off < 0 or off + 30 > len(data):
+        return None
+    n, m = struct.unpack_from("<HH", data, off + 26)
+    end = off + 30 + n + m + info.compress_size
+    if end > len(data):
+        return None
+    room = getattr(info, "_end_offset", None)
+    h = hashlib.blake2b(digest_size=32)
+    h.update(
+        repr(
+            (
+                info.orig_filename,
+                info.filename,
+                info.CRC,
+                info.file_size,
+                info.compress_size,
+                info.compress_type,
+                info.flag_bits,
+                None if room is None else room - off,
+            )
+        ).encode("utf-8", "surrogatepass")
+    )
+    h.update(memoryview(data)[off:end])
+    return h.digest()
+
+
+def _remember_part(key: bytes, content: bytes) -> None:
+    if key in _MEMBER_SEEN:
+        if len(_MEMBER_MEMO) >= 256:
+            _MEMBER_MEMO.clear()
+        _MEMBER_MEMO[key] = content
+    else:
+        if len(_MEMBER_SEEN) >= 8192:
+            _MEMBER_SEEN.clear()
+        _MEMBER_SEEN.add(key)
+
+
+#: what a parsed workbook.xml (shared through _PARSED) says: its sheets, per set of
+#: relationships, and its defined names; the root is kept so its id stays its own
+_ROOT_FACTS: dict[tuple[int, str, tuple[tuple[str, tuple[str, str]], ...]], tuple[Any, Any]] = {}
+
+
+def _root_fact(root: Any, kind: str, rels: dict[str, tuple[str, str]], make: Any) -> Any:
+    key = (id(root), kind, tuple(sorted(rels.items())))
+    got = _ROOT_FACTS.get(key)
+    if got is not None and got[0] is root:
+        return got[1]
+    value = make()
+    if len(_ROOT_FACTS) >= 256:
+        _ROOT_FACTS.clear()
+    _ROOT_FACTS[key] = (root, value)
+    return value
+
+
+def _sheet_refs(root: Any, rels: dict[str, tuple[str, str]]) -> list[SheetRef]:
+    def make() -> tuple[SheetRef, ...]:
+        out = []
+        for el in root.iter():
+            if _local(el.tag) == "sheet":
+                typ, part = rels.get(_attr(el, "id") or "", ("", ""))
+                if typ == "worksheet":
+                    out.append(SheetRef(el.get("name") or "", el.get("state", "visible"), part))
+        return tuple(out)
+
+    return list(_root_fact(root, "sheets", rels, make))
+
+
+def _defined_names(root: Any) -> dict[str, NameRef]:
+    def make() -> dict[str, NameRef]:
+        defined: dict[str, NameRef] = {}
+        for el in root.iter():
+            if _local(el.tag) == "definedName":
+                name = el.get("name") or ""
+                if el.get("localSheetId") is not None or name.startswith("_xlnm."):
+                    continue  # sheet-scoped names and print areas are not ours
+                defined[name] = _name_ref(name, el.text or "")
+        return defined
+
+    return dict(_root_fact(root, "names", {}, make))
+
+
 def _read_member(zf: zipfile.ZipFile, name: str, limits: Limits) -> bytes:
     try:
         info = zf.getinfo(name)
@@ -744,6 +860,20 @@ def _read_member(zf: zipfile.ZipFile, name: str, limits: Limits) -> bytes:
         raise UnreadableFile("missing_part", f"工作簿缺少部件 {name}；文件可能已损坏") from None
     if info.file_size > limits.max_xml_part:
         raise UnreadableFile("zip_bomb", f"部件 {name} 过大（{info.file_size / 1048576:.0f} MB）")
+    key = _member_key(zf, info) if info.file_size <= _MEMO_MAX_PART else None
+    if key is not None:
+        got = _MEMBER_MEMO.get(key)
+        if got is not None:
+            return got
+        out = _read_member_now(zf, info, name, limits)
+        _remember_part(key, out)
+        return out
+    return _read_member_now(zf, info, name, limits)
+
+
+def _read_member_now(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, name: str, limits: Limits
+) -> bytes:
     try:
         with zf.open(info) as fh:
             out = fh.read(limits.max_xml_part + 1)
@@ -805,14 +935,19 @@ def _rels(zf: zipfile.ZipFile, part: str, limits: Limits) -> dict[str, tuple[str
     if rels_name not in zf.namelist():
         return {}
     root = _parse_xml(zf, rels_name, limits)
-    out: dict[str, tuple[str, str]] = {}
-    for el in root:
-        if _local(el.tag) != "Relationship":
-            continue
-        rid, typ, target = el.get("Id"), el.get("Type", ""), el.get("Target", "")
-        if rid and el.get("TargetMode") != "External":
-            out[rid] = (typ.rsplit("/", 1)[-1], _resolve(part, target))
-    return out
+
+    def make() -> dict[str, tuple[str, str]]:
+        out: dict[str, tuple[str, str]] = {}
+        for el in root:
+            if _local(el.tag) != "Relationship":
+                continue
+            rid, typ, target = el.get("Id"), el.get("Type", ""), el.get("Target", "")
+            if rid and el.get("TargetMode") != "External":
+                out[rid] = (typ.rsplit("/", 1)[-1], _resolve(part, target))
+        return out
+
+    # parsed relationship parts are shared through _PARSED: resolved once per part
+    return dict(_root_fact(root, "rels:" + part, {}, make))
 
 
 def _number_text(v: str) -> object:
@@ -1164,13 +1299,7 @@ def open_book(
     values lazily."""
     pkg = gate(data, limits)
     names = set(pkg.zf.namelist())
-    defined: dict[str, NameRef] = {}
-    for el in pkg.root.iter():
-        if _local(el.tag) == "definedName":
-            name = el.get("name") or ""
-            if el.get("localSheetId") is not None or name.startswith("_xlnm."):
-                continue  # sheet-scoped names and print areas are not ours
-            defined[name] = _name_ref(name, el.text or "")
+    defined = _defined_names(pkg.root)
     zf, workbook_part, sheets = pkg.zf, pkg.workbook_part, pkg.sheets
     return Book(
         source=source,

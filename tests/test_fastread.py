@@ -327,3 +327,40 @@ def test_spooled_results_read_back(mixed: dict[str, Path]) -> None:
 
     again = pickle.loads(pickle.dumps(kept[0]))
     assert again.lines == want[0][0] and type(again.lines) is list
+
+
+def test_openpyxl_rules_restated_exactly() -> None:
+    """The number-format and serial-date rules fastread restates (to avoid importing
+    openpyxl in every worker) are openpyxl's own."""
+    import random
+
+    import openpyxl.styles.numbers as numbers
+    import openpyxl.utils.datetime as opdt
+
+    from kpi_excel import fastread as fr
+
+    assert fr._OP_BUILTIN_FORMATS == numbers.BUILTIN_FORMATS
+    assert fr._OP_STRIP.pattern == numbers.STRIP_RE.pattern
+    assert fr._OP_TIMEDELTA.pattern == numbers.TIMEDELTA_RE.pattern
+    assert fr._OP_TIMEDELTA.flags == numbers.TIMEDELTA_RE.flags
+    codes = [*numbers.BUILTIN_FORMATS.values(), "yyyy-mm-dd", 'yyyy"年"m"月"d"日"',
+             "[$-804]yyyy/m/d", "[h]:mm", "0.00_ ", "[Red]0", "\\d0", "_d0", "[ss].00",
+             "mm:ss;@", "General;yyyy", None, "", "0%"]  # fmt: skip
+    for code in codes:
+        assert fr._is_date_format(code) == numbers.is_date_format(code), code
+        assert fr._is_timedelta_format(code) == numbers.is_timedelta_format(code), code
+    rng = random.Random(7)
+    values = [0, 0.5, 0.999999, 1, 1.5, 59, 59.9, 60, 61, 45000, 45000.25, 2958465, -1, -0.5]
+    values += [rng.uniform(-100, 3e6) for _ in range(2000)]
+    values += [rng.randint(0, 100000) for _ in range(500)]
+    for v in values:
+        for td in (False, True):
+            try:
+                a: object = fr._from_excel(v, td)
+            except (OverflowError, ValueError) as e:
+                a = type(e)
+            try:
+                b: object = opdt.from_excel(v, opdt.WINDOWS_EPOCH, timedelta=td)
+            except (OverflowError, ValueError) as e:
+                b = type(e)
+            assert a == b and type(a) is type(b), (v, td, a, b)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation, localcontext
+from decimal import ROUND_HALF_UP, Context, Decimal, InvalidOperation
 
 __all__ = [
     "Node",
@@ -49,6 +49,10 @@ Resolver = Callable[[str], str]
 EMPTY = ""  # what a guarded formula yields when its inputs are not usable numbers
 
 _PREC = 34  # digits; far beyond a double, so Decimal never loses what Excel keeps
+#: the arithmetic context (the default one at _PREC digits), used directly rather
+#: than entered per operation: the same results, without a context switch each time
+_CTX = Context(prec=_PREC)
+_QUANTUM: dict[int, Decimal] = {}
 
 
 class SheetError(Exception):
@@ -69,10 +73,12 @@ def decimal_text(d: Decimal) -> str:
 
 def round_half_up(x: Decimal, places: int) -> Decimal:
     """Excel's ROUND: half away from zero (Python's round() is banker's rounding)."""
-    q = Decimal(1).scaleb(-places)
-    with localcontext() as ctx:
-        ctx.prec = _PREC
-        return x.quantize(q, rounding=ROUND_HALF_UP)
+    q = _QUANTUM.get(places)
+    if q is None:
+        q = Decimal(1).scaleb(-places)
+        if len(_QUANTUM) < 256:
+            _QUANTUM[places] = q
+    return x.quantize(q, rounding=ROUND_HALF_UP, context=_CTX)
 
 
 class Node:
@@ -165,17 +171,15 @@ class BinOp(Node):
     def evaluate(self, env: Env) -> Value:
         a = _to_number(self.a.evaluate(env))
         b = _to_number(self.b.evaluate(env))
-        with localcontext() as ctx:
-            ctx.prec = _PREC
-            if self.op == "+":
-                return a + b
-            if self.op == "-":
-                return a - b
-            if self.op == "*":
-                return a * b
-            if b == 0:
-                raise SheetError("#DIV/0!")
-            return a / b
+        if self.op == "+":
+            return _CTX.add(a, b)
+        if self.op == "-":
+            return _CTX.subtract(a, b)
+        if self.op == "*":
+            return _CTX.multiply(a, b)
+        if b == 0:
+            raise SheetError("#DIV/0!")
+        return _CTX.divide(a, b)
 
     def children(self) -> tuple[Node, ...]:
         return (self.a, self.b)
@@ -279,9 +283,10 @@ def _f_max(args: tuple[Node, ...], env: Env) -> Value:
 
 
 def _f_sum(args: tuple[Node, ...], env: Env) -> Value:
-    with localcontext() as ctx:
-        ctx.prec = _PREC
-        return sum(_numbers(args, env), Decimal(0))
+    total = Decimal(0)
+    for x in _numbers(args, env):
+        total = _CTX.add(total, x)
+    return total
 
 
 def _f_round(args: tuple[Node, ...], env: Env) -> Value:
