@@ -34,7 +34,6 @@ from kpi_excel.rules.tree import (
     Cmp,
     Func,
     Node,
-    Num,
     Ref,
     SheetError,
     Text,

@@ -90,7 +90,7 @@ def random_values(cf: CompiledForm, rng: random.Random, dirty: bool = True) -> d
         if not pts:
             continue
         p = rng.choice(pts)
-        name = lambda k: f"in_{ind.id}_{k}"  # noqa: E731
+        name = lambda k, _i=ind.id: f"in_{_i}_{k}"  # noqa: E731
         if x.ratio is not None:
             a, b = x.ratio
             dens = DENOMINATORS if (dirty or x.on_zero != "blank") else DENOMINATORS[1:]

@@ -28,7 +28,6 @@ to 35.50, so a total is ``sales weighted + 35.50`` when only the sales figure ch
 from __future__ import annotations
 
 import datetime as dt
-
 import hashlib
 import io
 import json

@@ -20,7 +20,6 @@ from kpi_excel.rules.tree import (
     Cmp,
     Func,
     Node,
-    Num,
     Ref,
     Text,
     num,
