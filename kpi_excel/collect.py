@@ -2280,6 +2280,15 @@ def collect_command(
             quota=quota,
             period=period,
         )
+    kwargs: dict[str, Any] = {
+        "out": out,
+        "roster": roster,
+        "db": db,
+        "quota": quota,
+        "secret": secret,
+        "period": period,
+        "settings": settings,
+    }
     show = progress and not as_json and sys.stdout.isatty()
     if show:
         from rich.progress import (
@@ -2306,28 +2315,9 @@ def collect_command(
             def tick(res: FileResult) -> None:
                 bar.update(task, advance=1, description=Path(res.path).name[:30])
 
-            coll = collect(
-                inputs,
-                out=out,
-                roster=roster,
-                db=db,
-                quota=quota,
-                secret=secret,
-                period=period,
-                on_file=tick,
-                settings=settings,
-            )
+            coll = collect(inputs, on_file=tick, **kwargs)
     else:
-        coll = collect(
-            inputs,
-            out=out,
-            roster=roster,
-            db=db,
-            quota=quota,
-            secret=secret,
-            period=period,
-            settings=settings,
-        )
+        coll = collect(inputs, **kwargs)
     if as_json:
         print(json.dumps(result_json(coll), ensure_ascii=False, indent=2))
     else:
