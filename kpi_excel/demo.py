@@ -26,7 +26,6 @@ import yaml
 from kpi_excel.errors import KpiExcelError
 from kpi_excel.generate import FormGenerator, form_filename, generate_command
 from kpi_excel.layout import cached_value
-from kpi_excel.render import render_bytes
 from kpi_excel.roster import Employee, initial_values, load_roster, read_table
 from kpi_excel.rules.tree import Value
 from kpi_excel.score import NA_NO, InputCell, evaluate
@@ -185,7 +184,7 @@ def returned_form(
     for name, v in {**(overwrite or {}), **(locked_edits or {})}.items():
         cell = plan.cells[plan.names[name]]
         cell.formula, cell.cached, cell.value = None, None, v
-    return render_bytes(plan, meta, password=gen.password, created=gen._created(meta))
+    return gen.reference_bytes(plan, meta)
 
 
 def _header_dates(gen: FormGenerator, emp: Employee) -> dict[str, Value]:

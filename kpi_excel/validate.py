@@ -130,6 +130,11 @@ class Checked:
         return to_sheet_value(self.raw) != self.value
 
 
+def _rejected(raw: object, kind: str, message: str) -> Checked:
+    """Not usable: no value, one error finding."""
+    return Checked(None, raw, (Finding(kind, ERROR, message),))
+
+
 def _fmt(d: Decimal) -> str:
     s = format(d.normalize(), "f")
     return s
@@ -319,44 +324,24 @@ def _check_number(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
     what = f"“{label}”" if label else "此格"
     shown = _show(raw)
     if isinstance(raw, bool):
-        return Checked(
-            None,
-            raw,
-            (Finding("wrong_type", ERROR, f"{what}应填{_describe(spec)}，却是逻辑值 {shown}"),),
-        )
+        return _rejected(raw, "wrong_type", f"{what}应填{_describe(spec)}，却是逻辑值 {shown}")
     if isinstance(raw, _dt.date | _dt.time | _dt.timedelta):
-        return Checked(
-            None,
+        return _rejected(
             raw,
-            (
-                Finding(
-                    "date_in_number",
-                    ERROR,
-                    f"{what}应填{_describe(spec)}，但 Excel 把输入识别成了日期/时间 {shown}"
-                    f"（可能输入了 9-5 或 9/5 这样的写法）；请改为数字",
-                ),
-            ),
+            "date_in_number",
+            f"{what}应填{_describe(spec)}，但 Excel 把输入识别成了日期/时间 {shown}"
+            f"（可能输入了 9-5 或 9/5 这样的写法）；请改为数字",
         )
     if isinstance(raw, float) and not math.isfinite(raw):
-        return Checked(
-            None,
-            raw,
-            (Finding("wrong_type", ERROR, f"{what}应填{_describe(spec)}，却是无效的数值 {shown}"),),
-        )
+        return _rejected(raw, "wrong_type", f"{what}应填{_describe(spec)}，却是无效的数值 {shown}")
     if isinstance(raw, str) and _DATE_TEXT.match(
         _SPACE_RE.sub("", unicodedata.normalize("NFKC", raw))
     ):
-        return Checked(
-            None,
+        return _rejected(
             raw,
-            (
-                Finding(
-                    "date_in_number",
-                    ERROR,
-                    f"{what}应填{_describe(spec)}，却填了“{_q(raw)}”（像是日期、时间或范围）；"
-                    "请填写一个数字",
-                ),
-            ),
+            "date_in_number",
+            f"{what}应填{_describe(spec)}，却填了“{_q(raw)}”（像是日期、时间或范围）；"
+            "请填写一个数字",
         )
     findings: list[Finding] = []
     percent_typed = False
@@ -379,41 +364,19 @@ def _check_number(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
                     (Finding("text_normalised", WARNING, f"{what}填写为“{_q(text)}”，已按 0 计"),),
                 )
             hint = "；请填写确切的数字" if vague else ""
-            return Checked(
-                None,
-                raw,
-                (
-                    Finding(
-                        "text_in_number",
-                        ERROR,
-                        f"{what}应填{_describe(spec)}，却填了文字“{_q(text)}”{hint}",
-                    ),
-                ),
+            return _rejected(
+                raw, "text_in_number", f"{what}应填{_describe(spec)}，却填了文字“{_q(text)}”{hint}"
             )
         if parsed.suffix and any(v in parsed.suffix for v in _VAGUE):
-            return Checked(
-                None,
-                raw,
-                (
-                    Finding(
-                        "text_in_number",
-                        ERROR,
-                        f"{what}填写为“{_q(text)}”，不是确切的数字；请填写确切的数字",
-                    ),
-                ),
+            return _rejected(
+                raw, "text_in_number", f"{what}填写为“{_q(text)}”，不是确切的数字；请填写确切的数字"
             )
         if not _unit_ok(parsed.suffix, spec, role):
             want = f"单位应为 {spec.unit}" if spec.unit else "此格不带单位"
-            return Checked(
-                None,
+            return _rejected(
                 raw,
-                (
-                    Finding(
-                        "unit_mismatch",
-                        ERROR,
-                        f"{what}填写为“{_q(text)}”，单位“{_q(parsed.suffix)}”与要求不符（{want}）；请只填数字",
-                    ),
-                ),
+                "unit_mismatch",
+                f"{what}填写为“{_q(text)}”，单位“{_q(parsed.suffix)}”与要求不符（{want}）；请只填数字",
             )
         value = parsed.value
         percent_typed = parsed.percent
@@ -421,16 +384,10 @@ def _check_number(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
             if percent_typed:
                 value = value / 100
         elif percent_typed and spec.unit.strip() not in {"%", "％"}:
-            return Checked(
-                None,
+            return _rejected(
                 raw,
-                (
-                    Finding(
-                        "unit_mismatch",
-                        ERROR,
-                        f"{what}应填{_describe(spec)}，却填了百分数“{_q(text)}”；请按要求填写",
-                    ),
-                ),
+                "unit_mismatch",
+                f"{what}应填{_describe(spec)}，却填了百分数“{_q(text)}”；请按要求填写",
             )
         how = "、".join(parsed.notes)
         detail = f"（{how}）" if how else ""
@@ -502,14 +459,8 @@ def _check_choice(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
     keys = list(spec.choices)
     listed = "、".join(keys)
     if isinstance(raw, bool | _dt.date | _dt.time | _dt.timedelta):
-        return Checked(
-            None,
-            raw,
-            (
-                Finding(
-                    "wrong_choice", ERROR, f"{what}应从下拉列表选择（{listed}），却是 {_show(raw)}"
-                ),
-            ),
+        return _rejected(
+            raw, "wrong_choice", f"{what}应从下拉列表选择（{listed}），却是 {_show(raw)}"
         )
     text = _show(raw)
     if text in keys:
@@ -546,16 +497,10 @@ def _check_choice(raw: object, spec: m.InputSpec, role: str, label: str) -> Chec
                     key = k
                     break
     if key is None:
-        return Checked(
-            None,
+        return _rejected(
             raw,
-            (
-                Finding(
-                    "wrong_choice",
-                    ERROR,
-                    f"{what}填写为“{_q(text)}”，不是可选项之一（{listed}）；请从下拉列表选择",
-                ),
-            ),
+            "wrong_choice",
+            f"{what}填写为“{_q(text)}”，不是可选项之一（{listed}）；请从下拉列表选择",
         )
     return Checked(
         key,
@@ -592,9 +537,7 @@ def _check_date(raw: object, spec: m.InputSpec, label: str) -> Checked:
                     ),
                 ),
             )
-        return Checked(
-            None, raw, (Finding("wrong_type", ERROR, f"{what}应填日期，却填了数字 {_show(raw)}"),)
-        )
+        return _rejected(raw, "wrong_type", f"{what}应填日期，却填了数字 {_show(raw)}")
     text = _plain(str(raw))
     for fmt in _DATE_FORMATS:
         try:
@@ -612,11 +555,7 @@ def _check_date(raw: object, spec: m.InputSpec, label: str) -> Checked:
                 ),
             ),
         )
-    return Checked(
-        None,
-        raw,
-        (Finding("wrong_type", ERROR, f"{what}应填日期（如 2026-11-30），却填了“{_q(str(raw))}”"),),
-    )
+    return _rejected(raw, "wrong_type", f"{what}应填日期（如 2026-11-30），却填了“{_q(str(raw))}”")
 
 
 def check_input(raw: object, spec: m.InputSpec, *, role: str = "input", label: str = "") -> Checked:
