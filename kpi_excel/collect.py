@@ -41,11 +41,12 @@ import unicodedata
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from kpi_excel import __version__
 from kpi_excel.errors import KpiExcelError, SpecError
@@ -139,11 +140,18 @@ def display_path(path: str) -> str:
     distinct files.
     """
     s = path
-    if any("\udc80" <= ch <= "\udcff" for ch in s):
+    if s.isascii():
+        return s  # nothing to show otherwise
+    if _ESCAPED_BYTE.search(s):
         with contextlib.suppress(UnicodeError):  # other lone surrogates: U+FFFD below
             s = os.fsencode(s).decode("utf-8", "backslashreplace")
-    s = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in s)
+    s = _LONE_SURROGATE.sub("\ufffd", s)
     return _BIDI.sub(lambda mt: f"<U+{ord(mt.group()):04X}>", s)
+
+
+#: a byte of a file name that is not UTF-8, as Python keeps it (U+DC80-U+DCFF)
+_ESCAPED_BYTE = re.compile("[\udc80-\udcff]")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -354,12 +362,21 @@ def discover(
     skipped: list[tuple[str, str]] = []
     seen: dict[Path, str] = {}
 
-    def add_file(p: Path, raw: str) -> None:
+    def add_file(p: Path, raw: str, real_parent: Path | None = None) -> None:
         shown = display_path(raw)
-        try:
-            rp = p.resolve()
-        except (OSError, RuntimeError):  # a symlink loop
-            rp = p.absolute()
+        rp: Path | None = None
+        plain: os.stat_result | None = None  # the file's own status, when not a link
+        if real_parent is not None:
+            # a plain file (not a link) in a resolved folder: no need to resolve it
+            with contextlib.suppress(OSError):
+                lst = os.lstat(p)
+                if not stat.S_ISLNK(lst.st_mode):
+                    rp, plain = real_parent / p.name, lst
+        if rp is None:
+            try:
+                rp = p.resolve()
+            except (OSError, RuntimeError):  # a symlink loop
+                rp = p.absolute()
         if rp in seen:
             if seen[rp] != shown:
                 skipped.append((shown, f"与 {seen[rp]} 是同一个文件（链接或重复给出），已计入一次"))
@@ -373,7 +390,7 @@ def discover(
             skipped.append((shown, why))
             return
         try:
-            st = p.stat()
+            st = plain if plain is not None else p.stat()
         except OSError as e:
             lstat_ok = p.is_symlink()
             why = (
@@ -423,9 +440,14 @@ def discover(
                         )
                     )
                 dirs[:] = sorted(d for d in dirs if d != "__MACOSX" and d not in linked)
+                here = Path(root)
+                try:  # resolved once per folder: its plain files resolve beneath it
+                    real_here: Path | None = here.resolve()
+                except (OSError, RuntimeError):
+                    real_here = None
                 for fname in sorted(files):
-                    p = Path(root) / fname
-                    add_file(p, str(p))
+                    p = here / fname
+                    add_file(p, str(p), real_here)
         else:
             add_file(inp, str(inp))
     return sources, skipped
@@ -458,9 +480,9 @@ class Issue:
         }
 
 
-@dataclass
-class IndicatorLine:
-    """One indicator of one form, for the 明细 sheet and ``recalc``."""
+class IndicatorLine(NamedTuple):
+    """One indicator of one form, for the 明细 sheet and ``recalc`` (a tuple: a dozen
+    per form travel between processes and through the spool)."""
 
     indicator: str
     name: str
@@ -623,10 +645,14 @@ class Context:
         self.default_secret = secret is None and not os.environ.get("KPI_EXCEL_SECRET")
         self.limits = limits
         self._by_sha = _TEMPLATES
+        self._by_text: dict[str, _Template] = {}  # (successfully compiled) text -> template
         self._builtin: dict[str, tuple[str, str]] | None = None
         self._current: dict[str, _Template | None] = {}
 
     def template(self, text: str, source: str) -> _Template:
+        got_text = self._by_text.get(text)  # the same text in every form: no hashing
+        if got_text is not None:
+            return got_text
         sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
         got = self._by_sha.get(sha)
         if got is None:
@@ -640,6 +666,9 @@ class Context:
             self._by_sha[sha] = got
         if isinstance(got, SpecError):
             raise got
+        if len(self._by_text) >= 64:
+            self._by_text.clear()
+        self._by_text[text] = got
         return got
 
     def builtin(self) -> dict[str, tuple[str, str]]:
@@ -724,6 +753,8 @@ def _same(cached: object, want: Value) -> bool:
         return isinstance(cached, str) and cached == want
     if isinstance(want, bool):
         return isinstance(cached, bool) and cached == want
+    if type(cached) is float and cached == want:
+        return True  # exactly equal (a float compares with a Decimal exactly)
     if isinstance(cached, bool) or not isinstance(cached, int | float):
         return False
     got = Decimal(repr(cached)) if isinstance(cached, float) else Decimal(cached)
@@ -789,13 +820,19 @@ def _rule_text(ind: m.Indicator, values: dict[str, object], extra: dict[str, obj
     method = ind.method
     if "{" in method:
         try:
-            from kpi_excel.spec.text import indicator_context, render_text
+            from kpi_excel.spec.text import format_value, render_text
 
-            ctx = indicator_context(ind, values, extra)
-            used = _placeholders(method)  # the key: only what the text refers to
-            method = _render_rule(
-                method, tuple(sorted((k, ctx[k]) for k in used if k in ctx)), render_text
-            )
+            # the placeholders the text uses, formatted as spec.text.indicator_context
+            # does (an input of the indicator before a name of ``extra``); the key of
+            # the rendered text is only what it refers to
+            ctx = []
+            for k in sorted(_placeholders(method)):
+                spec = ind.inputs.get(k)
+                if spec is not None:
+                    ctx.append((k, format_value(values.get(k), spec)))
+                elif k in extra:
+                    ctx.append((k, format_value(extra[k])))
+            method = _render_rule(method, tuple(ctx), render_text)
         except Exception:  # wording only: never let it stop a check
             pass
     method = " ".join(method.split())
@@ -931,7 +968,7 @@ def _label_now(cf: CompiledForm, name: str) -> str:
 def _expected_plan(meta: dict[str, str], tpl: _Template) -> Any | None:
     """The form sheet as generated, rebuilt from the form's own meta (None if impossible)."""
     try:
-        from kpi_excel import generate, layout
+        from kpi_excel import layout
     except ImportError:
         return None
     try:
@@ -942,7 +979,7 @@ def _expected_plan(meta: dict[str, str], tpl: _Template) -> Any | None:
             values[str(k)] = None if v is None else Decimal(str(v))
         if roster.get("q") is not None:
             values["hdr_q"] = Decimal(str(roster["q"]))
-        period = generate.parse_period(meta.get("period", ""), tpl.form.period)
+        period = layout.parse_period(meta.get("period", ""), tpl.form.period)
         return layout.layout_form(tpl.cf, fields, values, period, meta.get("company", ""))
     except Exception:  # an old or foreign meta layout: fall back to what the names say
         return None
@@ -1039,11 +1076,17 @@ def _as_shown(text: str, pct: bool) -> str:
         return text
 
 
-def _formula_texts(tpl: _Template) -> dict[str, str]:
-    """Each computed cell's formula as generated (``=…``), worked out once per template."""
+def _formula_texts(tpl: _Template) -> dict[str, tuple[str, str]]:
+    """Each computed cell's formula as generated (``=…``) and its canonical text,
+    worked out once per template."""
+    from kpi_excel.meta import canonical
+
     got = tpl.__dict__.get("_formulas")
     if got is None:
-        got = {c.name: "=" + c.expr.to_excel(lambda n: n) for c in tpl.cf.cells}
+        got = {}
+        for c in tpl.cf.cells:
+            text = "=" + c.expr.to_excel(lambda n: n)
+            got[c.name] = (text, canonical(text))
         tpl.__dict__["_formulas"] = got
     return got
 
@@ -1058,18 +1101,21 @@ def _check_integrity(
     addr: dict[str, str],
 ) -> set[str]:
     """Formulas and the fingerprint. Returns the names of overwritten formula cells."""
-    from kpi_excel.meta import canonical, fingerprint, locked_cells_from_openpyxl
+    from kpi_excel.meta import canonical, fingerprint
 
     ws = book.sheet_cells(sheet)
     overwritten: set[str] = set()
+    formulas = _formula_texts(tpl)
     for cell in tpl.cf.cells:
         ref = book.names.get(cell.name)
         if ref is None or ref.problem or ref.coord is None:
             continue
-        want = _formula_texts(tpl)[cell.name]
+        want, want_text = formulas[cell.name]
         got = ws.value(ref.coord)
+        if got == want and type(got) is str:
+            continue  # the formula as written (canonical texts are equal too)
         got_text = canonical(got)
-        if got_text != canonical(want):
+        if got_text != want_text:
             overwritten.add(cell.name)
             if isinstance(got, str) and got.startswith("="):
                 what = f"公式被改为 {_clip(got_text)}"
@@ -1083,7 +1129,7 @@ def _check_integrity(
                 addr.get(cell.name, ""),
             )
 
-    now = locked_cells_from_openpyxl(ws)
+    now = ws.locked_cells()
     fp_meta = {k: v for k, v in meta.items() if k != "fingerprint"}
     if fingerprint(ctx.secret, res.template_version, now, fp_meta) == meta.get("fingerprint", ""):
         return overwritten
@@ -1176,6 +1222,12 @@ def _check_integrity(
     return overwritten
 
 
+@functools.lru_cache(maxsize=256)  # the same few specs, form after form
+def _cell_spec(label: str, kind: str) -> m.InputSpec:
+    """The spec a header date, signature or signature date cell is checked against."""
+    return m.InputSpec(label=label, kind=kind, required=False)
+
+
 def _check_dates(res: FileResult, book: Book, form: m.Form, checked: dict[str, Checked]) -> None:
     """Header date cells (``hdr_input_N`` whose label says 日期), where the layout has them."""
     n = 0
@@ -1190,7 +1242,7 @@ def _check_dates(res: FileResult, book: Book, form: m.Form, checked: dict[str, C
         raw = book.value(name)
         is_date = "日期" in h.label
         res.date_cells += is_date
-        spec = m.InputSpec(label=h.label, kind="date" if is_date else "text", required=False)
+        spec = _cell_spec(h.label, "date" if is_date else "text")
         c = check_input(raw, spec, role="header")
         checked[name] = c
         for f in c.findings:
@@ -1211,14 +1263,28 @@ def _date_in_range(res: FileResult, label: str, value: Any, name: str, address: 
     day = (dt.datetime(1899, 12, 30) + dt.timedelta(days=int(value))).date()
     start, end = _period_bounds(res.period)
     if start and day < start:
-        res.add("date_range", "warning", f"“{label}”为 {day}，早于考核期 {res.period} 的开始；请核对", name, address)
+        res.add(
+            "date_range",
+            "warning",
+            f"“{label}”为 {day}，早于考核期 {res.period} 的开始；请核对",
+            name,
+            address,
+        )
     elif day > dt.date.today() + dt.timedelta(days=1):
         res.add("date_range", "warning", f"“{label}”为 {day}，晚于今天；请核对", name, address)
     elif end and day > end + dt.timedelta(days=366):
-        res.add("date_range", "warning", f"“{label}”为 {day}，距考核期结束超过一年；请核对", name, address)
+        res.add(
+            "date_range",
+            "warning",
+            f"“{label}”为 {day}，距考核期结束超过一年；请核对",
+            name,
+            address,
+        )
 
 
-def _check_signatures(res: FileResult, book: Book, form: m.Form, checked: dict[str, Checked]) -> None:
+def _check_signatures(
+    res: FileResult, book: Book, form: m.Form, checked: dict[str, Checked]
+) -> None:
     """Each signer's name (``sig_N``) and date (``sig_N_date``) under the form.
 
     A missing signature is a warning, not a rejection: some teams still sign the
@@ -1230,7 +1296,7 @@ def _check_signatures(res: FileResult, book: Book, form: m.Form, checked: dict[s
         if ref is None or ref.problem:
             continue
         res.signature_cells += 1
-        text_spec = m.InputSpec(label=f"{who}签字", kind="text", required=False)
+        text_spec = _cell_spec(f"{who}签字", "text")
         c = check_input(book.value(name), text_spec, role="signature")
         checked[name] = c
         signed = c.value not in (None, "") and str(c.value).strip() != ""
@@ -1248,7 +1314,7 @@ def _check_signatures(res: FileResult, book: Book, form: m.Form, checked: dict[s
         dref = book.names.get(dname)
         if dref is None or dref.problem:
             continue
-        date_spec = m.InputSpec(label=f"{who}签字日期", kind="date", required=False)
+        date_spec = _cell_spec(f"{who}签字日期", "date")
         d = check_input(book.value(dname), date_spec, role="signature")
         checked[dname] = d
         for f in d.findings:
@@ -1260,6 +1326,7 @@ def _check_signatures(res: FileResult, book: Book, form: m.Form, checked: dict[s
         _date_in_range(res, f"{who}签字日期", d.value, dname, dref.address)
 
 
+@functools.lru_cache(maxsize=64)  # one period per collection, in every form
 def _period_bounds(period: str) -> tuple[dt.date | None, dt.date | None]:
     try:
         if re.fullmatch(r"\d{4}-\d{2}", period):
@@ -1437,10 +1504,7 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
     sheet = found
 
     # -- names --------------------------------------------------------------------
-    try:
-        names_then = {k: str(v) for k, v in json.loads(meta.get("names_json") or "{}").items()}
-    except (ValueError, AttributeError):
-        names_then = {}
+    names_then = _names_then(meta.get("names_json") or "{}")
     addr: dict[str, str] = {}
     missing: list[str] = []
     moved = 0
@@ -1555,9 +1619,7 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
     # as the sheet computes it: inputs as typed, and overwritten cells holding what
     # they now hold (their dependents were computed from that)
     typed_in = {n: to_sheet_value(v) for n, v in raw.items() if not isinstance(v, CellError)}
-    as_typed = evaluate(
-        cf, typed_in, {n: _cell_value(book.value(n)) for n in overwritten}
-    )
+    as_typed = evaluate(cf, typed_in, {n: _cell_value(book.value(n)) for n in overwritten})
     final_in = {n: c.value for n, c in checked.items()}
     # inputs taken as typed (nothing normalised, nothing typed over a formula): the
     # same evaluation, done once
@@ -1619,53 +1681,107 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
         )
     for sec in form.sections:
         res.sections.append((sec.id, sec.name, final.get(f"sub_{sec.id}")))
-    for sec, ind in form.indicators():
-        inputs = [
-            (i.name, i.spec.label, checked[i.name].value)
-            for i in cf.inputs
-            if i.indicator == ind.id and i.role == "input"
-        ]
-        target = next((v for n, lab, v in inputs if _column(cf, n) == "target"), None)
-        actual = next((v for n, lab, v in inputs if _column(cf, n) in ("actual", "value")), None)
+    extra = {"period": res.period, "name": res.name, "department": res.department}
+    for lp in _line_plans(tpl):
+        ind = lp.ind
+        inputs = [(n, lab, checked[n].value) for n, lab, _col in lp.inputs]
+        target = next(
+            (v for (*_x, col), (*_y, v) in zip(lp.inputs, inputs, strict=True) if col == "target"),
+            None,
+        )
+        actual = next(
+            (
+                v
+                for (*_x, col), (*_y, v) in zip(lp.inputs, inputs, strict=True)
+                if col in ("actual", "value")
+            ),
+            None,
+        )
         if actual is None and target is None and len(inputs) == 1:
             actual = inputs[0][2]
         raters = {}
-        if ind.raters is not None:
-            for key, spec in ind.raters.columns.items():
-                raters[spec.label] = checked.get(f"in_{ind.id}_{key}", Checked(None, None)).value
+        for label, n in lp.raters:
+            got = checked.get(n)
+            raters[label] = got.value if got is not None else None
         if form.composition == "points":
             weight: Value = ind.points
         else:
-            weight = final.get(f"w_{ind.id}", ind.weight)
+            weight = final.get(lp.w, ind.weight)
         res.lines.append(
             IndicatorLine(
                 indicator=ind.id,
                 name=ind.name,
-                section_id=sec.id,
-                section=sec.name,
+                section_id=lp.sec.id,
+                section=lp.sec.name,
                 target=target,
                 actual=actual,
                 inputs=inputs,
-                system=final.get(f"sys_{ind.id}"),
+                system=final.get(lp.sys),
                 raters=raters,
-                final=final.get(f"score_{ind.id}"),
+                final=final.get(lp.score),
                 weight=weight,
-                weighted=final.get(f"ws_{ind.id}"),
-                full=ind.full_score,
+                weighted=final.get(lp.ws),
+                full=lp.full,
                 rule=_rule_text(
-                    ind,
-                    {
-                        k: checked[f"in_{ind.id}_{k}"].value
-                        for k in ind.inputs
-                        if f"in_{ind.id}_{k}" in checked
-                    },
-                    {"period": res.period, "name": res.name, "department": res.department},
+                    ind, {k: checked[n].value for k, n in lp.rule_inputs if n in checked}, extra
                 ),
             )
         )
     res.scores = [
-        ScoreRow(c.name, c.kind, c.indicator, c.section, final.get(c.name)) for c in cf.cells
+        ScoreRow.of(c.name, c.kind, c.indicator, c.section, final.get(c.name)) for c in cf.cells
     ]
+
+
+@dataclass(frozen=True)
+class _LinePlan:
+    """What one indicator's line of the 明细 sheet takes from a checked form (the same
+    for every form of a template)."""
+
+    sec: m.Section
+    ind: m.Indicator
+    inputs: tuple[tuple[str, str, str], ...]  # (input name, label, column)
+    raters: tuple[tuple[str, str], ...]  # (rater label, input name)
+    rule_inputs: tuple[tuple[str, str], ...]  # (input key, input name)
+    full: Decimal
+    sys: str
+    score: str
+    w: str
+    ws: str
+
+
+def _line_plans(tpl: _Template) -> list[_LinePlan]:
+    got = tpl.__dict__.get("_line_plans")
+    if got is None:
+        cf, got = tpl.cf, []
+        for sec, ind in tpl.form.indicators():
+            own = [i for i in cf.inputs if i.indicator == ind.id and i.role == "input"]
+            raters = ind.raters.columns.items() if ind.raters is not None else ()
+            got.append(
+                _LinePlan(
+                    sec,
+                    ind,
+                    tuple((i.name, i.spec.label, _column(cf, i.name)) for i in own),
+                    tuple((spec.label, f"in_{ind.id}_{key}") for key, spec in raters),
+                    tuple((k, f"in_{ind.id}_{k}") for k in ind.inputs),
+                    ind.full_score,
+                    f"sys_{ind.id}",
+                    f"score_{ind.id}",
+                    f"w_{ind.id}",
+                    f"ws_{ind.id}",
+                )
+            )
+        tpl.__dict__["_line_plans"] = got
+    return got  # type: ignore[no-any-return]
+
+
+@functools.lru_cache(maxsize=256)  # every form of a template records the same names
+def _names_then(text: str) -> Mapping[str, str]:
+    """The names and addresses ``_meta`` recorded when the form was generated."""
+    try:
+        got = {str(k): str(v) for k, v in json.loads(text).items()}
+    except (ValueError, AttributeError):
+        got = {}
+    return MappingProxyType(got)  # shared by every form that recorded the same text
 
 
 @functools.lru_cache(maxsize=16384)  # every form of a template records the same names
@@ -1937,8 +2053,11 @@ def _worker_init(secret: bytes | None, limits: Limits, fast: bool = True) -> Non
 
 
 def _worker_check(src: Source) -> FileResult:
+    """Check one file in a worker; its bulky parts travel pickled once (spool.pack)."""
+    from kpi_excel.spool import pack
+
     assert _WORKER_CTX is not None
-    return check_source(src, _WORKER_CTX)
+    return pack(check_source(src, _WORKER_CTX))  # type: ignore[no-any-return]
 
 
 def _isolated_check(
@@ -1970,14 +2089,13 @@ def _check_all(
     secret: bytes | None,
     limits: Limits,
     workers: int | None,
-    on_file: Any,
     fast: bool = True,
 ) -> Iterator[FileResult]:
     """Check every source, in order; in worker processes for large collections.
 
-    openpyxl (needed for formulas and the fingerprint) is most of the time per file and
-    holds the GIL, so processes, not threads. If a pool cannot start (a sandbox without
-    process support), the files are checked here instead.
+    Checking is pure Python and holds the GIL, so processes, not threads. If a pool
+    cannot start (a sandbox without process support), the files are checked here
+    instead. Results from workers come packed (:func:`kpi_excel.spool.pack`).
     """
     n = workers if workers is not None else min(os.cpu_count() or 1, 8)
     if n > 1 and len(sources) >= (PARALLEL_FROM if workers is None else 2):
@@ -1997,24 +2115,16 @@ def _check_all(
                 with pool:
                     for res in pool.map(_worker_check, sources, chunksize=8):
                         done += 1
-                        if on_file is not None:
-                            on_file(res)
                         yield res
             except BrokenProcessPool:
                 # a worker died (a file crashed a native reader): check the rest one by
                 # one, each in a process of its own, so only that file is lost to it
                 for src in sources[done:]:
-                    res = _isolated_check(src, secret, limits, fast)
-                    if on_file is not None:
-                        on_file(res)
-                    yield res
+                    yield _isolated_check(src, secret, limits, fast)
             return
     ctx = Context(secret, limits, fast)
     for src in sources:
-        res = check_source(src, ctx)
-        if on_file is not None:
-            on_file(res)
-        yield res
+        yield check_source(src, ctx)
 
 
 def _notes(files: list[FileResult]) -> list[str]:
@@ -2025,7 +2135,9 @@ def _notes(files: list[FileResult]) -> list[str]:
     notes = []
     signed = sum(f.signature_cells > 0 for f in forms)
     if signed:
-        notes.append(f"已检查 {signed} 份表的签字栏（是否签字、被考核人签名是否与姓名一致、签字日期）")
+        notes.append(
+            f"已检查 {signed} 份表的签字栏（是否签字、被考核人签名是否与姓名一致、签字日期）"
+        )
     if signed < len(forms):
         notes.append(
             f"{len(forms) - signed} 份表没有可填写的签字单元格（早期版本生成的表，签字栏为打印后手写），其签字未检查"
@@ -2051,6 +2163,11 @@ def _storable(v: Any) -> Any:
     return _SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v
 
 
+def _ledger_scores(f: FileResult) -> list[ScoreRow]:
+    """A file's scores as the ledger stores them (text as SQLite can store it)."""
+    return [s if type(s[4]) is not str else ScoreRow.of(*s[:4], _storable(s[4])) for s in f.scores]
+
+
 def _file_row(f: FileResult) -> FileRow:
     t = _storable
     return FileRow(
@@ -2070,7 +2187,7 @@ def _file_row(f: FileResult) -> FileRow:
         pay=f.pay,
         counted=f.counted and f.status != REJECTED,
         sources=[SourceRow(t(f.path), f.size, f.mtime, f.status, t(f.reason))],
-        scores=[ScoreRow(s.cell, s.kind, s.indicator, s.section, t(s.value)) for s in f.scores],
+        scores=_ledger_scores(f),
         anomalies=[
             AnomalyRow(t(i.path), t(i.cell), t(i.address), i.kind, i.severity, t(i.message))
             for i in f.issues
@@ -2131,54 +2248,68 @@ def collect(
     ledger_path = db or (default_path(out) if out is not None else None)
     exclude = [p for p in (out, ledger_path, *exclude) if p is not None]
     sources, skipped = discover(inputs, exclude, limits)
-    from kpi_excel.fastread import spool_results  # bulky parts on disk: memory stays flat
+    from kpi_excel.spool import spool_results  # bulky parts on disk: memory stays flat
 
-    files = spool_results(_check_all(sources, secret, limits, workers, on_file, fast))
-    chosen = _choose_period(files, period)
-    ids = {r["employee_id"] for r in roster_rows} if roster_rows is not None else None
-    _cross_checks(files, chosen, ids)
-    coll = Collection(
-        period=chosen,
-        files=files,
-        skipped=skipped,
-        roster=roster_rows,
-        quota=quota_map,
-        generated_at=dt.datetime.now().replace(microsecond=0).isoformat(),
-    )
-    if roster_rows is not None:
-        counted = {f.employee_id for f in coll.counted()}
-        latest: dict[str, FileResult] = {}
-        for f in files:
-            if f.identified and f.period == chosen:
-                latest.setdefault(f.employee_id, f)
-                if f.counted:
-                    latest[f.employee_id] = f
-        for r in roster_rows:
-            if r["employee_id"] in counted:
-                continue
-            f = latest.get(r["employee_id"])
-            why = f"已交但被退回：{f.reason}（{f.path}）" if f is not None else "未收到考核表"
-            coll.missing.append({**r, "reason": why})
-    coll.notes = _notes(files)
-    if quota_map:
-        known = {g for f in files for g, _label in f.grades}
-        unknown = [g for g in quota_map if g not in known]
-        if unknown and known:
-            coll.notes.append(
-                f"强制分布比例中的等级 {'、'.join(unknown)} 不是模板的等级（{'、'.join(sorted(known))}），已忽略"
-            )
-    if write and ledger_path is not None:
-        with Ledger(ledger_path) as led:
+    with contextlib.ExitStack() as stack:
+        # the ledger is opened first (a ledger it cannot use stops the run before any
+        # check), and each file's scores are written as the file arrives; the collection
+        # is committed whole by Ledger.record below, or not at all (closing rolls back)
+        led: Ledger | None = None
+        if write and ledger_path is not None:
+            led = stack.enter_context(Ledger(ledger_path))
+
+        def arrived(res: FileResult) -> None:
+            if led is not None:
+                its_period = _storable(res.period) if res.identified else ""
+                led.stage_scores(res.sha256, its_period, _ledger_scores(res))
+            if on_file is not None:
+                on_file(res)
+
+        files = spool_results(_check_all(sources, secret, limits, workers, fast), arrived)
+        chosen = _choose_period(files, period)
+        ids = {r["employee_id"] for r in roster_rows} if roster_rows is not None else None
+        _cross_checks(files, chosen, ids)
+        coll = Collection(
+            period=chosen,
+            files=files,
+            skipped=skipped,
+            roster=roster_rows,
+            quota=quota_map,
+            generated_at=dt.datetime.now().replace(microsecond=0).isoformat(),
+        )
+        if roster_rows is not None:
+            counted = {f.employee_id for f in coll.counted()}
+            latest: dict[str, FileResult] = {}
+            for f in files:
+                if f.identified and f.period == chosen:
+                    latest.setdefault(f.employee_id, f)
+                    if f.counted:
+                        latest[f.employee_id] = f
+            for r in roster_rows:
+                if r["employee_id"] in counted:
+                    continue
+                f = latest.get(r["employee_id"])
+                why = f"已交但被退回：{f.reason}（{f.path}）" if f is not None else "未收到考核表"
+                coll.missing.append({**r, "reason": why})
+        coll.notes = _notes(files)
+        if quota_map:
+            known = {g for f in files for g, _label in f.grades}
+            unknown = [g for g in quota_map if g not in known]
+            if unknown and known:
+                coll.notes.append(
+                    f"强制分布比例中的等级 {'、'.join(unknown)} 不是模板的等级（{'、'.join(sorted(known))}），已忽略"
+                )
+        if led is not None:
             led.record(_ledger_rows(files))
             coll.trend = led.trend()
-        coll.ledger_path = str(ledger_path)
-    if write and out is not None:
-        from kpi_excel.summary import write_summary
+            coll.ledger_path = str(ledger_path)
+        if write and out is not None:
+            from kpi_excel.summary import write_summary
 
-        write_summary(coll, out, settings)
-        coll.summary_path = str(out)
-    coll.seconds = time.perf_counter() - t0
-    return coll
+            write_summary(coll, out, settings)
+            coll.summary_path = str(out)
+        coll.seconds = time.perf_counter() - t0
+        return coll
 
 
 # ----------------------------------------------------------------------------- CLI

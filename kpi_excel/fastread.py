@@ -3,9 +3,11 @@
 :class:`~kpi_excel.read.Book` reads cached values with python-calamine, ``_meta`` and
 shared strings with defusedxml, and formulas with protection flags with openpyxl
 (~15 ms a file, most of collect's time). :class:`FastBook` reads the same from the XML
-itself: one pass of a few regular expressions over each sheet gives every non-empty
-cell's type, value, formula and style, from which it answers as each reference reader
-does:
+itself: each sheet's ``<sheetData>`` is cut before every cell, and each piece (the
+rest of a cell and the row tags after it) is checked against the cell grammar and
+read once -- the pieces of a template's forms mostly recur, and are kept by their
+bytes -- giving every non-empty cell's type, value, formula and style, from which it
+answers as each reference reader does (those answers kept per piece too):
 
 * :meth:`FastBook.cell` (and so ``value``) as python-calamine does, then the XML for
   errors and empty results, exactly as :meth:`Book.cell`;
@@ -20,12 +22,14 @@ applies first. Then a part is read here only when it is written plainly: UTF-8, 
 main namespace as the default one, no prefixes, CDATA, comments or processing
 instructions, no entity references but XML's own, the whole ``<sheetData>`` matching
 the cell grammar (so nothing in it is skipped or misread), no shared or array
-formulas, no phonetic runs or ``_xHHHH_`` escapes in text, no duplicate cells, no
-1904 dates. Anything else, and any number a reader would turn into a date, is handed
-back to the reference reader (``super()``), which answers as it always did. Empty
-cells are left out of :meth:`xml_cells` (they read as ``(None, None)`` either way).
-Tests compare both paths on forms written by XlsxWriter, the fast writer, openpyxl
-and LibreOffice, filled, tampered with and broken.
+formulas, no phonetic runs or ``_xHHHH_`` escapes in text, cells (empty ones too) in
+order without duplicates, references written plainly (no ``A01``), no 1904 dates.
+Anything else, and any number a reader would turn into a date, is handed back to the
+reference reader (``super()``), which answers as it always did. Empty cells are left
+out of :meth:`xml_cells` (they read as ``(None, None)`` either way). Tests compare
+both paths on forms written by XlsxWriter, the fast writer, openpyxl and LibreOffice,
+filled, tampered with and broken, and the piece scanner with the whole-sheet reading
+it replaced.
 """
 
 from __future__ import annotations
@@ -33,14 +37,16 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import pickle
 import re
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
+from kpi_excel.meta import canonical
 from kpi_excel.read import (
     DEFAULT_LIMITS,
     Book,
@@ -48,8 +54,8 @@ from kpi_excel.read import (
     Limits,
     SheetCells,
     _number_text,
+    _read_member,
     _rels,
-    col_letter,
     open_book,
 )
 
@@ -93,6 +99,13 @@ class _Odd(Exception):
     """The part is not plainly written: the reference reader answers."""
 
 
+def _remember(cache: dict[Any, Any], key: Any, value: Any, limit: int = 4096) -> None:
+    """Keep ``value`` in a cache of at most ``limit`` entries (emptied when full)."""
+    if len(cache) >= limit:
+        cache.clear()
+    cache[key] = value
+
+
 def _entity(mt: re.Match[str]) -> str:
     name = mt.group(1)
     if name[0] == "#":
@@ -114,12 +127,12 @@ def _text(raw: str) -> str:
     return raw
 
 
-def _body(data: bytes, root: str) -> str:
-    """A part as text, if it is plainly written UTF-8 with ``root`` in the main namespace."""
-    try:
-        xml = data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _Odd from None
+_AFTER_ROOT = ("<!", "<?", "xmlns=", f'="{_MAIN}"')
+
+
+def _root_end(xml: str, root: str) -> int:
+    """Where the root tag ends, if the part starts plainly: a UTF-8 declaration (or
+    none), then ``root`` with the main namespace bound once, as the default one."""
     decl = _DECL.match(xml)
     assert decl is not None
     if decl.end():
@@ -127,28 +140,104 @@ def _body(data: bytes, root: str) -> str:
         if enc and enc.group(1).strip().lower() not in ("utf-8", "utf8"):
             raise _Odd
     start = decl.end()
-    if not xml.startswith(f"<{root}", start) or xml[start + len(root) + 1] not in " >":
+    after = start + len(root) + 1
+    if not xml.startswith(f"<{root}", start) or xml[after : after + 1] not in (" ", ">"):
         raise _Odd
     tag_end = xml.find(">", start)
+    if tag_end < 0:
+        raise _Odd
     tag = xml[start:tag_end]
-    # the main namespace is the default one, bound once; nothing later rebinds a default
-    # namespace, binds the main one to a prefix, or holds a DTD, comment, CDATA or PI
     if tag.count(f'="{_MAIN}"') != 1 or f'xmlns="{_MAIN}"' not in tag:
         raise _Odd
     if tag.count("xmlns=") != 1:
         raise _Odd
-    for bad in ("<!", "<?", "xmlns=", f'="{_MAIN}"'):
+    return tag_end
+
+
+def _body(data: bytes, root: str) -> str:
+    """A part as text, if it is plainly written UTF-8 with ``root`` in the main namespace."""
+    try:
+        xml = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Odd from None
+    tag_end = _root_end(xml, root)
+    # nothing later rebinds a default namespace, binds the main one to a prefix, or
+    # holds a DTD, comment, CDATA or PI
+    for bad in _AFTER_ROOT:
         if xml.find(bad, tag_end) >= 0:
             raise _Odd
     return xml
 
 
+#: the parts of worksheets outside <sheetData> found plainly written, by their sizes
+#: (compared whole, not hashed): the forms of one template mostly share them (merges,
+#: validations, protection)
+_PLAIN_OUTSIDE: dict[tuple[int, int], list[tuple[bytes, bytes]]] = {}
+
+
+def _sheet_data(data: bytes) -> bytes:
+    """The content of a worksheet's ``<sheetData>``, as bytes, if the rest of the part
+    is plainly written (as :func:`_body` checks a whole part).
+
+    The content itself is checked by :func:`_scan`, piece by piece: the same checks
+    (UTF-8, none of the strings :func:`_body` refuses; the cell grammar keeps out
+    ``<!`` and ``<?``). None of those strings can span the cut at ``<sheetData>`` or
+    ``</sheetData>``: the cuts begin with ``<`` or end with ``>``, which only the
+    first character of ``<!`` and ``<?`` is.
+    """
+    start = data.find(b"<sheetData")
+    if start < 0:
+        raise _Odd
+    if data.startswith(b"<sheetData/>", start):
+        inner, after = b"", start + len(b"<sheetData/>")
+    elif data.startswith(b"<sheetData>", start):
+        end = data.find(b"</sheetData>", start)
+        if end < 0:
+            raise _Odd
+        inner, after = data[start + len(b"<sheetData>") : end], end + len(b"</sheetData>")
+    else:
+        raise _Odd
+    head, tail = data[:start], data[after:]
+    sizes = (len(head), len(tail))
+    kept = _PLAIN_OUTSIDE.get(sizes) or []
+    for k, (h, t) in enumerate(kept):
+        if h == head and t == tail:
+            if k:  # the most recently seen first
+                kept.insert(0, kept.pop(k))
+            return inner
+    _check_outside(head, tail)
+    if len(head) + len(tail) <= 1 << 18:
+        if len(_PLAIN_OUTSIDE) >= 64:
+            _PLAIN_OUTSIDE.clear()
+        kept = _PLAIN_OUTSIDE.setdefault(sizes, [])
+        kept.insert(0, (head, tail))
+        del kept[8:]
+    return inner
+
+
+def _check_outside(head: bytes, tail: bytes) -> None:
+    """Raise :class:`_Odd` unless a worksheet part is plainly written before
+    (``head``) and after (``tail``) its one ``<sheetData>``."""
+    if b"<sheetData" in tail:
+        raise _Odd
+    # UTF-8 cut at ASCII characters: valid as a whole exactly when valid in pieces
+    try:
+        head_text, tail_text = head.decode("utf-8"), tail.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Odd from None
+    tag_end = _root_end(head_text, "worksheet")  # the root tag ends before <sheetData>
+    for bad in _AFTER_ROOT:
+        if head_text.find(bad, tag_end) >= 0 or bad in tail_text:
+            raise _Odd
+
+
 # -- a scanned sheet ---------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class _Raw:
-    """One non-empty cell as written: type, style, value text, formula, inline text."""
+class _Raw(NamedTuple):
+    """One non-empty cell as written: type, style, value text, formula, inline text.
+
+    Immutable: the cells of a piece of XML seen before are shared by every scan."""
 
     t: str
     s: int
@@ -160,9 +249,30 @@ class _Raw:
     refs: bool = False
 
 
-@dataclass
 class _Scan:
-    cells: dict[str, _Raw]  # coord -> cell, in document order
+    """A sheet's non-empty cells in document order, as read from their pieces."""
+
+    __slots__ = ("entries", "_cells", "_at")
+
+    def __init__(self, entries: list[_Piece]) -> None:
+        self.entries = entries  # (order key, coordinate, cell, -): the cell is never None
+        self._cells: dict[str, _Raw] | None = None
+        self._at: dict[int, _Piece] | None = None
+
+    @property
+    def cells(self) -> dict[str, _Raw]:
+        """coordinate -> cell, in document order"""
+        if self._cells is None:
+            self._cells = {e[1]: e[2] for e in self.entries}  # type: ignore[misc]
+        return self._cells
+
+    def at(self, row: int, col: int) -> _Piece | None:
+        """The piece of the cell at (row, column), if the cell is not empty."""
+        if not (0 < col < _COLS and row > 0):
+            return None  # no cell read here is there
+        if self._at is None:
+            self._at = {e[0]: e for e in self.entries}
+        return self._at.get(row << 15 | col)
 
 
 _ATTR_CACHE: dict[str, tuple[str, int]] = {}
@@ -221,49 +331,195 @@ _ANY_CELL = re.compile(
 )
 
 
-def _scan(xml: str) -> _Scan:
-    start = xml.find("<sheetData")
-    if start < 0:
-        raise _Odd
-    if xml.startswith("<sheetData/>", start):
-        return _Scan({})
-    if not xml.startswith("<sheetData>", start):
-        raise _Odd
-    start += len("<sheetData>")
-    end = xml.find("</sheetData>", start)
-    if end < 0 or xml.find("<sheetData", end) >= 0:
-        raise _Odd
-    # the whole of sheetData follows the cell grammar: nothing is skipped or misread
-    if _SHEETDATA.fullmatch(xml, start, end) is None:
-        raise _Odd
-    cells: dict[str, _Raw] = {}
-    last_row, last_col = 0, ""
-    for mt in _ANY_CELL.finditer(xml, start, end):
-        col, row, s_, t, f, v, inline, extra, inner = mt.groups()
-        r = int(row)
-        if r < last_row or (
-            r == last_row and (len(col), col) <= (len(last_col), last_col)
-        ):  # out of order or duplicated: leave it to the reference reader
+def _cell(mt: re.Match[str]) -> _Raw:
+    """The cell :data:`_ANY_CELL` matched, or raise :class:`_Odd`."""
+    _col, _row, s_, t, f, v, inline, extra, inner = mt.groups()
+    s = int(s_) if s_ else 0
+    t = t or "n"
+    if inner is not None:  # the general form
+        if extra:
+            if s_ or t != "n":
+                raise _Odd  # s and t written in another order, or twice
+            t, s = _cell_attrs(extra)
+        v_text, f_text, inline_text = _inner(inner, t)
+        return _Raw(t, s, v_text, f_text, inline_text, "&#" in inner)
+    if inline is not None:
+        if "_x" in inline and _ESCAPED.search(inline):
             raise _Odd
-        last_row, last_col = r, col
-        s = int(s_) if s_ else 0
-        t = t or "n"
-        if inner is not None:  # the general form
-            if extra:
-                if s_ or t != "n":
-                    raise _Odd  # s and t written in another order, or twice
-                t, s = _cell_attrs(extra)
-            v_text, f_text, inline_text = _inner(inner, t)
-            cells[col + row] = _Raw(t, s, v_text, f_text, inline_text, "&#" in inner)
-        elif inline is not None:
-            if "_x" in inline and _ESCAPED.search(inline):
-                raise _Odd
-            cells[col + row] = _Raw(t, s, None, None, inline)
-        else:
-            if t in ("s", "str") and v and "_x" in v and _ESCAPED.search(v):
-                raise _Odd
-            cells[col + row] = _Raw(t, s, v, f, None)
-    return _Scan(cells)
+        return _Raw(t, s, None, None, inline)
+    if t in ("s", "str") and v and "_x" in v and _ESCAPED.search(v):
+        raise _Odd
+    return _Raw(t, s, v, f, None)
+
+
+# <sheetData> is cut before each cell, at C speed, into pieces: what precedes the
+# first cell (rows without cells, then the first cell's <row> tag), then one piece per
+# cell -- the rest of the cell after '<c r="', and the row tags up to the next cell.
+# Most pieces recur from form to form (labels, empty styled cells, formulas): each is
+# checked against the grammar and read once, and its reading kept by its exact bytes.
+#
+# '<c r="' cannot occur inside a cell that follows the grammar anywhere but as the
+# start of an element in a rich-text run's <rPr>; there, the cut leaves the piece
+# before it (and the run) off the grammar, and the sheet goes to the reference reader.
+# So when every piece follows the grammar, the whole <sheetData> does (_SHEETDATA):
+#   first piece                 \s* (empty row \s*)* <row ...> \s*
+#   a cell piece but the last   rest-of-cell  \s*  [ </row> \s* (empty row \s*)* <row ...> \s* ]
+#   the last cell piece         rest-of-cell  \s*  </row> \s* (empty row \s*)*
+# and its cells are the ones read here, in order.
+
+_EMPTY_ROW = rf"<row{_ATTRS}\s*(?:/>|>\s*</row>)"
+_OPEN_ROW = rf"<row{_ATTRS}\s*>\s*"
+_FIRST_PIECE = re.compile(rf"\s*(?:{_EMPTY_ROW}\s*)*{_OPEN_ROW}")
+#: 1 the rest of the cell, 2 its column, 3 its row; 4 its row closed, 5 another opened
+_CELL_PIECE = re.compile(
+    rf'((?:([A-Z]{{1,3}})([0-9]{{1,7}}))"{_ATTRS}\s*(?:/>|>(?:{_F})?(?:{_V})?(?:{_IS})?</c>))'
+    rf"\s*(?:(</row>)\s*(?:{_EMPTY_ROW}\s*)*({_OPEN_ROW})?)?"
+)
+_CELL_START = b'<c r="'
+
+#: a cell piece read: (order key, coordinate, the cell or None for an empty ``<c .../>``,
+#: whether its row is the last); pieces are kept by their bytes
+_Piece = tuple[int, str, _Raw | None, bool]
+_PIECES: dict[bytes, _Piece] = {}
+_PIECES_MAX = 4096  # entries
+#: pieces seen once (most are one person's values): kept only when seen again
+_PIECES_NEW: dict[bytes, _Piece] = {}
+_PIECES_NEW_MAX = 2048
+_PIECE_KEPT_MAX = 1024  # bytes: longer pieces (long texts) are read each time
+
+
+_COLS = 1 << 15  # columns above ZZZ (18,278) are not read here
+
+
+def _col_number(col: str) -> int:
+    n = 0
+    for ch in col:
+        n = n * 26 + ord(ch) - 64
+    return n
+
+
+def _read_piece(piece: bytes) -> _Piece:
+    """A cell piece not kept yet, checked and read, or raise :class:`_Odd`."""
+    got = _PIECES_NEW.pop(piece, None)
+    if got is not None:  # seen twice: kept
+        _remember(_PIECES, piece, got, _PIECES_MAX)
+        return got
+    got = _read_filled(piece) or _read_cell_piece(piece)
+    if len(piece) <= _PIECE_KEPT_MAX:
+        _remember(_PIECES_NEW, piece, got, _PIECES_NEW_MAX)
+    return got
+
+
+_PLAIN_VALUE = re.compile(r"[^<&\r]*")
+#: where a piece holds text that differs from form to form: a value, an inline string
+_HOLES = (
+    (b"<v>", b"</v>", True),
+    (b"<t>", b"</t>", False),
+    (b'<t xml:space="preserve">', b"</t>", False),
+)
+
+
+def _read_filled(piece: bytes) -> _Piece | None:
+    """A piece with a ``<v>`` value or an inline ``<t>`` text, read as the same piece
+    with that text left out (kept: formulas and styles recur, values differ) and the
+    text put in; None when that does not plainly give what :func:`_read_cell_piece`
+    gives.
+
+    In a piece that follows the grammar, ``<v>`` can only begin the value element,
+    and ``<t>`` (or ``<t xml:space="preserve">``) a text element of an inline string:
+    text and attribute values hold no ``<``, and the elements of a run's ``<rPr>``
+    are empty (``<v/>``). So with the text left out the piece follows the grammar
+    exactly when the text is text. A plain text (no references, ``<`` or carriage
+    return) is read as it stands by either branch of :data:`_ANY_CELL`, whichever
+    the piece takes, and leaves the rest (``&#`` in the cell, the branch) as it was;
+    the inline text of a cell whose other runs are empty is this text. What the text
+    alone decides is checked here: UTF-8, the strings :func:`_body` refuses (none
+    holds ``<`` or ``>``, so none spans the text's tags), escapes.
+    """
+    for open_tag, close_tag, is_value in _HOLES:
+        start = piece.find(open_tag) + len(open_tag)
+        if start < len(open_tag):
+            continue
+        end = piece.find(close_tag, start)
+        if end <= start:
+            continue  # no text to leave out
+        try:
+            text = piece[start:end].decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+        if _PLAIN_VALUE.fullmatch(text) is None or "xmlns=" in text or _MAIN in text:
+            return None
+        try:
+            key, coord, raw, ends = _PIECES.get(piece[:start] + piece[end:]) or _read_piece(
+                piece[:start] + piece[end:]
+            )
+        except _Odd:
+            return None
+        if raw is None or (raw.v if is_value else raw.inline) != "":
+            return None
+        if (raw.t in ("s", "str") or not is_value) and _ESCAPED.search(text):
+            return None
+        if is_value:
+            return key, coord, _Raw(raw.t, raw.s, text, raw.f, raw.inline, raw.refs), ends
+        return key, coord, _Raw(raw.t, raw.s, raw.v, raw.f, text, raw.refs), ends
+    return None
+
+
+def _read_cell_piece(piece: bytes) -> _Piece:
+    """A cell piece checked and read, or raise :class:`_Odd`."""
+    try:
+        text = piece.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Odd from None
+    for bad in _AFTER_ROOT[2:]:  # the grammar keeps out "<!" and "<?"
+        if bad in text:
+            raise _Odd
+    pm = _CELL_PIECE.fullmatch(text)
+    if pm is None:
+        raise _Odd
+    rest, col, row, closed, opened = pm.groups()
+    if row[0] == "0":
+        raise _Odd  # A01 or A0: FastBook.cell looks cells up by (row, column)
+    raw = None
+    if not rest.endswith("/>"):
+        mt = _ANY_CELL.match('<c r="' + rest)
+        if mt is None or mt.end() != len(rest) + 6:  # pragma: no cover - the grammar says so
+            raise _Odd
+        raw = _cell(mt)
+    # rows, then columns
+    return (int(row) << 15) | _col_number(col), col + row, raw, bool(closed and not opened)
+
+
+def _scan(data: bytes) -> _Scan:
+    """The non-empty cells of ``<sheetData>``'s content, if all of it follows the cell
+    grammar and the cells are in order, without duplicates; else raise :class:`_Odd`."""
+    pieces = data.split(_CELL_START)
+    try:
+        first = pieces[0].decode("utf-8")
+    except UnicodeDecodeError:
+        raise _Odd from None
+    if len(pieces) == 1:
+        if _SHEETDATA.fullmatch(first) is None:
+            raise _Odd
+        return _Scan([])
+    if _FIRST_PIECE.fullmatch(first) is None:
+        raise _Odd
+    entries: list[_Piece] = []
+    keep = entries.append
+    known = _PIECES.get
+    last, ended = 0, False
+    for piece in pieces[1:]:
+        got = known(piece) or _read_piece(piece)
+        key, _coord, raw, ends = got
+        if key <= last or ended:
+            # out of order, duplicated (empty cells too), or after the last row
+            raise _Odd
+        last, ended = key, ends
+        if raw is not None:
+            keep(got)
+    if not ended:
+        raise _Odd
+    return _Scan(entries)
 
 
 # -- the reference readers' views of one cell -----------------------------------------
@@ -338,15 +594,13 @@ def _calamine_view(
     return float(v)
 
 
-class _Cell:
-    """A cell as :func:`kpi_excel.meta.locked_cells_from_openpyxl` reads it."""
+class _Cell(NamedTuple):
+    """A cell as :func:`kpi_excel.meta.locked_cells_from_openpyxl` reads it (immutable:
+    the cells of a piece seen before are shared by every form)."""
 
-    __slots__ = ("coordinate", "value", "protection")
-
-    def __init__(self, coordinate: str, value: object, protection: Any) -> None:
-        self.coordinate = coordinate
-        self.value = value
-        self.protection = protection
+    coordinate: str
+    value: object
+    protection: _Protection
 
 
 @dataclass(frozen=True)
@@ -360,12 +614,20 @@ _LOCKED, _UNLOCKED = _Protection(True), _Protection(False)
 class _FastSheetCells(SheetCells):
     """:class:`~kpi_excel.read.SheetCells` from a scan: non-empty cells, one row each."""
 
-    def __init__(self, cells: list[_Cell]) -> None:
-        self.rows = [(c,) for c in cells]
-        self._by = {c.coordinate: c.value for c in cells if c.value is not None}
+    def __init__(
+        self, rows: list[tuple[_Cell]], by: dict[str, object], locked: list[tuple[str, object]]
+    ) -> None:
+        self.rows = rows
+        self._by = by  # coordinate -> value, of the cells with a value
+        self._locked = locked
 
     def iter_rows(self) -> Iterable[tuple[Any, ...]]:
         return iter(self.rows)
+
+    def locked_cells(self) -> list[tuple[str, object]]:
+        """:func:`kpi_excel.meta.locked_cells_from_openpyxl` of these cells (gathered
+        as the cells were: one row of one cell each, in document order)."""
+        return self._locked
 
 
 def _openpyxl_view(raw: _Raw, shared: list[str], styles: _Styles) -> object:
@@ -406,6 +668,122 @@ def _openpyxl_date(number: float, timedelta: bool) -> object:
         return _from_excel(number, timedelta=timedelta)
     except (OverflowError, ValueError):
         return "#VALUE!"
+
+
+_ODD = object()  # a view the reference reader gives instead
+
+
+def _cell_answer(piece: _Piece, shared: list[str], styles: _Styles, refs: frozenset[int]) -> object:
+    """What :meth:`Book.cell` answers for a non-empty cell, or :data:`_ODD`."""
+    raw = piece[2]
+    assert raw is not None
+    try:
+        v = _calamine_view(raw, shared, styles.any_dates, refs, styles.plain_dates)
+    except _Odd:
+        return _ODD
+    if v == "":
+        xv, f = _xml_view(raw, shared)
+        if isinstance(xv, CellError):
+            return xv
+        return "" if f is not None else None
+    return v
+
+
+def _sheet_row(piece: _Piece, shared: list[str], styles: _Styles) -> tuple[_Cell] | None:
+    """A cell as :meth:`Book.sheet_cells` gives it (a row of one), or None (odd)."""
+    raw = piece[2]
+    assert raw is not None
+    try:
+        value = _openpyxl_view(raw, shared, styles)
+    except _Odd:
+        return None
+    locked = styles.locked
+    if not 0 <= raw.s < len(locked):
+        return None
+    return (_Cell(piece[1], value, _LOCKED if locked[raw.s] else _UNLOCKED),)
+
+
+class _Views:
+    """The readers' views of cells under one list of shared strings, one styles part
+    and one set of shared strings with references: kept per cell piece.
+
+    Those are read once per content (:func:`_sst`, :func:`_styles_cached`), so the
+    forms that share the parts share them as objects, and a piece seen before is the
+    same object too: views are kept by the identity of the piece (checked: the piece
+    is held with its view). Everything kept is immutable.
+    """
+
+    __slots__ = ("shared", "styles", "refs", "cells", "rows", "xml")
+
+    def __init__(self, shared: list[str], styles: _Styles | None, refs: frozenset[int]) -> None:
+        self.shared, self.styles, self.refs = shared, styles, refs
+        self.cells: dict[int, tuple[_Piece, object]] = {}  # Book.cell answers
+        self.rows: dict[int, tuple[_Piece, tuple[_Cell] | None]] = {}  # sheet_cells rows
+        self.xml: dict[int, tuple[_Piece, tuple[object, str | None]]] = {}  # xml_cells
+
+    def cell(self, piece: _Piece) -> object:
+        got = self.cells.get(id(piece))
+        if got is not None and got[0] is piece:
+            return got[1]
+        assert self.styles is not None
+        answer = _cell_answer(piece, self.shared, self.styles, self.refs)
+        _remember(self.cells, id(piece), (piece, answer), _VIEWS_MAX)
+        return answer
+
+    def sheet_cells(self, entries: list[_Piece]) -> _FastSheetCells | None:
+        """:meth:`Book.sheet_cells` of a scan, or None (the reference reader's)."""
+        styles = self.styles
+        assert styles is not None
+        kept = self.rows
+        if len(kept) + len(entries) > _VIEWS_MAX:
+            kept.clear()
+        rows: list[tuple[_Cell]] = []
+        by: dict[str, object] = {}
+        locked: list[tuple[str, object]] = []
+        for piece in entries:
+            got = kept.get(id(piece))
+            if got is None or got[0] is not piece:
+                got = (piece, _sheet_row(piece, self.shared, styles))
+                kept[id(piece)] = got
+            row = got[1]
+            if row is None:
+                return None
+            rows.append(row)
+            cell = row[0]
+            value = cell.value
+            if value is not None:
+                by[piece[1]] = value
+                if value != "" and cell.protection.locked:
+                    locked.append((cell.coordinate, value))
+        return _FastSheetCells(rows, by, locked)
+
+    def xml_cells(self, entries: list[_Piece]) -> dict[str, tuple[object, str | None]]:
+        """:meth:`Book.xml_cells` of a scan."""
+        xml = self.xml
+        if len(xml) + len(entries) > _VIEWS_MAX:
+            xml.clear()
+        out = {}
+        for piece in entries:
+            got = xml.get(id(piece))
+            if got is None or got[0] is not piece:
+                got = (piece, _xml_view(piece[2], self.shared))  # type: ignore[arg-type]
+                xml[id(piece)] = got
+            out[piece[1]] = got[1]
+        return out
+
+
+_VIEWS: dict[tuple[int, int, int], _Views] = {}
+_VIEWS_MAX = 8192  # views of each kind kept per _Views
+
+
+def _views(shared: list[str], styles: _Styles | None, refs: frozenset[int]) -> _Views:
+    """The views kept for these shared strings and styles (the very objects)."""
+    key = (id(shared), id(styles), id(refs))
+    got = _VIEWS.get(key)
+    if got is None or got.shared is not shared or got.styles is not styles or got.refs is not refs:
+        got = _Views(shared, styles, refs)
+        _remember(_VIEWS, key, got, 16)
+    return got
 
 
 # -- openpyxl's own rules, restated -------------------------------------------------------
@@ -577,12 +955,6 @@ _SI_MEMO: dict[str, tuple[str, bool]] = {}
 _RELS_CACHE: dict[bytes, dict[str, tuple[str, str]]] = {}
 
 
-def _remember(cache: dict[Any, Any], key: Any, value: Any, limit: int = 4096) -> None:
-    if len(cache) >= limit:
-        cache.clear()
-    cache[key] = value
-
-
 def _si(si: str) -> tuple[str, bool]:
     got = _SI_MEMO.get(si)
     if got is not None:
@@ -658,16 +1030,22 @@ class FastBook(Book):
     @classmethod
     def of(cls, book: Book) -> FastBook:
         """The same opened book, answering fast."""
-        kw = {f.name: getattr(book, f.name) for f in dataclasses.fields(book) if f.init}
+        kw = {name: getattr(book, name) for name in _book_fields(type(book))}
         kw["value_engine"] = "xml"
         return cls(**kw)
 
     # -- parts --------------------------------------------------------------------------
 
     def _part(self, name: str) -> bytes:
-        from kpi_excel.read import _read_member
-
         return _read_member(self.zf, name, self.limits)
+
+    def _has(self, name: str) -> bool:
+        """Whether the package has a part ``name`` (``name in zf.namelist()``)."""
+        try:
+            self.zf.getinfo(name)
+        except KeyError:
+            return False
+        return True
 
     def _scanned(self, sheet: str) -> _Scan | None:
         if sheet not in self._scans:
@@ -675,7 +1053,7 @@ class FastBook(Book):
             got: _Scan | None = None
             if ref is not None:
                 try:
-                    got = _scan(_body(self._part(ref.part), "worksheet"))
+                    got = _scan(_sheet_data(self._part(ref.part)))
                 except _Odd:
                     got = None
             self._scans[sheet] = got
@@ -683,11 +1061,8 @@ class FastBook(Book):
 
     def _workbook_rel(self, kind: str) -> str | None:
         """The part a workbook relationship of ``kind`` points at (read once per content)."""
-        from kpi_excel.read import _read_member
-
-        rels_part = str(PurePosixPath(self.workbook_part).parent / "_rels")
-        rels_part = f"{rels_part}/{PurePosixPath(self.workbook_part).name}.rels".lstrip("./")
-        if rels_part not in self.zf.namelist():
+        rels_part = _rels_name(self.workbook_part)
+        if not self._has(rels_part):
             return None
         got = self._fast_rels
         if got is None:
@@ -698,7 +1073,7 @@ class FastBook(Book):
                 _remember(_RELS_CACHE, raw, got)
             self._fast_rels = got
         part = next((t for typ, t in got.values() if typ == kind), None)
-        return part if part and part in self.zf.namelist() else None
+        return part if part and self._has(part) else None
 
     def _strings(self) -> list[str] | None:
         """Shared strings read here, or None when the part is not plainly written."""
@@ -726,9 +1101,7 @@ class FastBook(Book):
     def _date1904(self) -> bool:
         got = getattr(self, "_d1904", None)
         if got is None:
-            xml = self._part(self.workbook_part).decode("utf-8", "replace")
-            mt = re.search(r"<workbookPr\b[^>]*\bdate1904=\"([^\"]*)\"", xml)
-            got = bool(mt and mt.group(1) in ("1", "true"))
+            got = _date1904(self._part(self.workbook_part))
             self._d1904 = got
         return got
 
@@ -745,63 +1118,111 @@ class FastBook(Book):
         shared = self._strings()
         if scan is None or shared is None:
             return super().xml_cells(sheet)
-        out = {coord: _xml_view(raw, shared) for coord, raw in scan.cells.items()}
+        out = _views(shared, None, self._shared_refs).xml_cells(scan.entries)
         self._xml_cells[sheet] = out
         return out
 
-    def _ready(self, sheet: str) -> tuple[_Scan, list[str], _Styles] | None:
+    def meta(self, sheet: str = "_meta") -> dict[str, str]:
+        """:meth:`Book.meta`, with each cell's row and column known from the scan."""
+        cells = self.xml_cells(sheet)
+        scan = self._scans.get(sheet)
+        if scan is None or self._strings() is None:  # the reference reader's cells
+            return super().meta(sheet)
+        # as Book.meta, which sorts the cells by row and column: the scan has them so
+        out: dict[str, str] = {}
+        entries = scan.entries
+        i, n = 0, len(entries)
+        while i < n:
+            row = entries[i][0] >> 15
+            end = i + 1
+            while end < n and entries[end][0] >> 15 == row:
+                end += 1
+            first = entries[i]
+            if row != 1 and first[0] & (_COLS - 1) == 1:  # the key in column A
+                key = cells[first[1]][0]
+                if key is not None and key != "":
+                    parts = []
+                    for piece in entries[i + 1 : end]:
+                        v = cells[piece[1]][0]
+                        if v is None:
+                            continue
+                        parts.append(
+                            v
+                            if isinstance(v, str)
+                            else canonical(str(v) if isinstance(v, CellError) else v)
+                        )
+                    out[str(key) if isinstance(key, str) else canonical(key)] = "".join(parts)
+            i = end
+        return out
+
+    def _ready(self, sheet: str) -> tuple[_Scan, _Views] | None:
         """What answering from the scan needs, or None (the reference reader answers)."""
-        got = self._fast_ready.get(sheet, False)
-        if got is False:
+        if sheet not in self._fast_ready:
             scan = self._scanned(sheet)
             shared = self._strings()
             styles = self._style_info()
-            ok = not (scan is None or shared is None or styles is None or self._date1904())
-            got = (scan, shared, styles) if ok else None
+            got: tuple[_Scan, _Views] | None = None
+            if (
+                scan is not None
+                and shared is not None
+                and styles is not None
+                and not self._date1904()
+            ):
+                got = (scan, _views(shared, styles, self._shared_refs))
             self._fast_ready[sheet] = got
-        return got  # type: ignore[return-value]
+        return self._fast_ready[sheet]  # type: ignore[no-any-return]
 
     def cell(self, sheet: str, row: int, col: int) -> object:
-        ready = self._ready(sheet)
+        ready = self._fast_ready.get(sheet, False)
+        if ready is False:
+            ready = self._ready(sheet)
         if ready is None:
             return super().cell(sheet, row, col)
-        scan, shared, styles = ready
-        raw = scan.cells.get(f"{col_letter(col)}{row}")
-        if raw is None:
+        scan, views = ready
+        piece = scan.at(row, col)
+        if piece is None:
             return None
-        try:
-            v = _calamine_view(raw, shared, styles.any_dates, self._shared_refs, styles.plain_dates)
-        except _Odd:
-            return super().cell(sheet, row, col)
-        if v == "":
-            xv, f = _xml_view(raw, shared)
-            if isinstance(xv, CellError):
-                return xv
-            return "" if f is not None else None
-        return v
+        answer = views.cell(piece)
+        return super().cell(sheet, row, col) if answer is _ODD else answer
 
     def sheet_cells(self, sheet: str) -> SheetCells:
         got = self._fast_sheets.get(sheet)
         if got is not None:
             return got
-        scan = self._scanned(sheet)
-        shared = self._strings()
-        styles = self._style_info()
-        if scan is None or shared is None or styles is None or self._date1904():
+        ready = self._ready(sheet)
+        got = None if ready is None else ready[1].sheet_cells(ready[0].entries)
+        if got is None:
             return super().sheet_cells(sheet)
-        cells: list[_Cell] = []
-        locked = styles.locked
-        try:
-            for coord, raw in scan.cells.items():
-                value = _openpyxl_view(raw, shared, styles)
-                if not 0 <= raw.s < len(locked):
-                    raise _Odd
-                cells.append(_Cell(coord, value, _LOCKED if locked[raw.s] else _UNLOCKED))
-        except _Odd:
-            return super().sheet_cells(sheet)
-        got = _FastSheetCells(cells)
         self._fast_sheets[sheet] = got
         return got
+
+
+@functools.lru_cache(maxsize=64)
+def _book_fields(cls: type) -> tuple[str, ...]:
+    """The fields a book of class ``cls`` is made with."""
+    return tuple(f.name for f in dataclasses.fields(cls) if f.init)
+
+
+@functools.lru_cache(maxsize=64)
+def _rels_name(part: str) -> str:
+    """The relationships part of ``part``."""
+    p = PurePosixPath(part)
+    return f"{p.parent / '_rels'}/{p.name}.rels".lstrip("./")
+
+
+_DATE1904 = re.compile(r"<workbookPr\b[^>]*\bdate1904=\"([^\"]*)\"")
+_D1904_CACHE: dict[bytes, bool] = {}
+
+
+def _date1904(data: bytes) -> bool:
+    """Whether a workbook part counts dates from 1904 (read once per content)."""
+    got = _D1904_CACHE.get(data)
+    if got is None:
+        mt = _DATE1904.search(data.decode("utf-8", "replace"))
+        got = bool(mt and mt.group(1) in ("1", "true"))
+        if len(data) <= 1 << 20:
+            _remember(_D1904_CACHE, data, got, 64)
+    return got
 
 
 def open_fast(

@@ -19,7 +19,12 @@ Per employee only those are produced. Nothing is compressed per form: every othe
 part of the zip is copied as deflated once, under its stored CRC (:func:`zip_bytes`),
 and in the two sheet parts the static text is deflated once too, in self-contained
 blocks, with the employee's text between them in stored blocks
-(:func:`_deflate_pieces`). Text that differs per employee is written as inline strings;
+(:func:`_deflate_pieces`). A blank form does even less per employee: the form sheet is
+completed once per set of targets and row heights (a *frame*, :func:`_frame`), the
+fingerprint text's static runs are encoded once, and what remains per employee is the
+header fields, the ``_meta`` values, the fingerprint's HMAC and the zip records
+(:meth:`CompiledWorkbook._blank_bytes`; the compile check and the tests hold it to the
+slot-by-slot path). Text that differs per employee is written as inline strings;
 the shared-strings part holds the static text only (and so the probe employee's data
 never leaks into other files). Where the layout lets a rule text reach the row
 heights, the layout's estimate is rerun with the employee's texts; the layout's inputs
@@ -44,6 +49,8 @@ import datetime as dt
 import hashlib
 import hmac
 import io
+import operator
+import os
 import re
 import struct
 import threading
@@ -79,8 +86,9 @@ class Unsupported(Exception):
 # ------------------------------------------------------------------ XML text, as XlsxWriter writes it
 
 _XML_ESCAPES = re.compile('["&<>\n]')
-_CTRL_ESCAPED = re.compile("(_x[0-9a-fA-F]{4}_)")
-_CTRL = re.compile(r"([\x00-\x08\x0b-\x1f])")
+#: what XlsxWriter rewrites in a string (its ``_escape_control_characters``): an
+#: ``_xHHHH_`` escape, a control character other than tab and newline, U+FFFE, U+FFFF
+_CTRL_ESCAPES = re.compile("_x[0-9a-fA-F]{4}_|[\x00-\x08\x0b-\x1f\ufffe\uffff]")
 
 
 def _esc_data(s: str) -> str:
@@ -101,14 +109,17 @@ def _esc_attr(s: str) -> str:
     )
 
 
-def _esc_ctrl(s: str) -> str:
-    s = _CTRL_ESCAPED.sub(r"_x005F\1", s)
-    s = _CTRL.sub(lambda mt: f"_x{ord(mt.group(1)):04X}_", s)
-    return s.replace("\ufffe", "_xFFFE_").replace("\uffff", "_xFFFF_")
-
-
 class _NeedsReference(Exception):
     """This employee's form cannot be expressed by the compiled form."""
+
+
+def _needs_escape(text: str) -> bool:
+    """Whether XlsxWriter would rewrite ``text`` (see :data:`_CTRL_ESCAPES`). Printable
+    text holds no control character nor U+FFFE/U+FFFF, so only the ``_xHHHH_`` form is
+    looked for there (the usual case, and the cheap one)."""
+    if text.isprintable():
+        return "_x" in text and _CTRL_ESCAPES.search(text) is not None
+    return _CTRL_ESCAPES.search(text) is not None
 
 
 def _inline(ref: str, s_attr: str, text: str) -> str:
@@ -117,11 +128,10 @@ def _inline(ref: str, s_attr: str, text: str) -> str:
     Text XlsxWriter escapes (control characters, ``_xHHHH_``) or would write as a rich
     string (``<r>…</r>``) is left to the reference writer: readers do not agree on
     how to read such text inline and shared."""
-    t = _esc_ctrl(text)
-    if t != text or (t.startswith("<r>") and t.endswith("</r>")):
+    if _needs_escape(text) or (text.startswith("<r>") and text.endswith("</r>")):
         raise _NeedsReference
-    space = ' xml:space="preserve"' if (t[:1].isspace() or t[-1:].isspace()) else ""
-    return f'<c r="{ref}"{s_attr} t="inlineStr"><is><t{space}>{_esc_data(t)}</t></is></c>'
+    space = ' xml:space="preserve"' if (text[:1].isspace() or text[-1:].isspace()) else ""
+    return f'<c r="{ref}"{s_attr} t="inlineStr"><is><t{space}>{_esc_data(text)}</t></is></c>'
 
 
 def _blank(ref: str, s_attr: str) -> str:
@@ -195,6 +205,10 @@ def _fp_line(ref: str, value: object) -> str:
 
 _DOS_DATE = (1 << 5) | 1  # 1980-01-01, as XlsxWriter stamps every entry
 _EXTERNAL_ATTR = 0o600 << 16
+_LOCAL = struct.Struct("<4s5H3L2H")
+_CENTRAL = struct.Struct("<4s6H3L5H2L")
+_END = struct.Struct("<4s4H2LH")
+_OFFSET = struct.Struct("<L")
 
 
 @dataclass(frozen=True)
@@ -213,44 +227,39 @@ class ZipEntry:
         return cls(nm, zlib.crc32(raw), len(raw), data)
 
     def local(self) -> bytes:
-        head = struct.pack(
-            "<4s5H3L2H",
-            b"PK\x03\x04",
-            20,
-            0,
-            8,
-            0,
-            _DOS_DATE,
-            self.crc,
-            len(self.data),
-            self.size,
-            len(self.name),
-            0,
-        )
-        return head + self.name + self.data
+        return _local_head(self.name, self.crc, len(self.data), self.size) + self.data
 
     def central(self, offset: int) -> bytes:
-        head = struct.pack(
-            "<4s6H3L5H2L",
-            b"PK\x01\x02",
-            0x0314,  # made by: Unix, zip 2.0 (as Python's zipfile and XlsxWriter)
-            20,
-            0,
-            8,
-            0,
-            _DOS_DATE,
-            self.crc,
-            len(self.data),
-            self.size,
-            len(self.name),
-            0,
-            0,
-            0,
-            0,
-            _EXTERNAL_ATTR,
-            offset,
-        )
-        return head + self.name
+        return _central_record(self.name, self.crc, len(self.data), self.size, offset)
+
+
+def _local_head(name: bytes, crc: int, csize: int, size: int) -> bytes:
+    """A deflated member's local header, its name included."""
+    return _LOCAL.pack(b"PK\x03\x04", 20, 0, 8, 0, _DOS_DATE, crc, csize, size, len(name), 0) + name
+
+
+def _central_record(name: bytes, crc: int, csize: int, size: int, offset: int) -> bytes:
+    """A deflated member's central-directory record."""
+    head = _CENTRAL.pack(
+        b"PK\x01\x02",
+        0x0314,  # made by: Unix, zip 2.0 (as Python's zipfile and XlsxWriter)
+        20,
+        0,
+        8,
+        0,
+        _DOS_DATE,
+        crc,
+        csize,
+        size,
+        len(name),
+        0,
+        0,
+        0,
+        0,
+        _EXTERNAL_ATTR,
+        offset,
+    )
+    return head + name
 
 
 def zip_bytes(entries: list[ZipEntry | tuple[ZipEntry, bytes]]) -> bytes:
@@ -268,9 +277,7 @@ def zip_bytes(entries: list[ZipEntry | tuple[ZipEntry, bytes]]) -> bytes:
         central.append(entry.central(offset))
         offset += len(local)
     cd = b"".join(central)
-    end = struct.pack(
-        "<4s4H2LH", b"PK\x05\x06", 0, 0, len(entries), len(entries), len(cd), offset, 0
-    )
+    end = _END.pack(b"PK\x05\x06", 0, 0, len(entries), len(entries), len(cd), offset, 0)
     return b"".join(out) + cd + end
 
 
@@ -278,15 +285,19 @@ def zip_bytes(entries: list[ZipEntry | tuple[ZipEntry, bytes]]) -> bytes:
 #: whatever differs per employee goes into stored (uncompressed) deflate blocks
 _DEFLATE_FROM = 128
 _FINAL_BLOCK = b"\x03\x00"  # an empty final block (fixed Huffman codes)
+_STORED_HEAD = struct.Struct("<BHH")
 
 
 def _stored(data: bytes) -> bytes:
     """``data`` as stored deflate blocks (not final), starting at a byte boundary."""
+    n = len(data)
+    if n <= 65535:  # (the usual case: one block, or none for no data)
+        return _STORED_HEAD.pack(0, n, n ^ 0xFFFF) + data if n else b""
     out = []
-    for i in range(0, len(data), 65535):
+    for i in range(0, n, 65535):
         chunk = data[i : i + 65535]
-        n = len(chunk)
-        out.append(struct.pack("<BHH", 0, n, n ^ 0xFFFF))
+        k = len(chunk)
+        out.append(_STORED_HEAD.pack(0, k, k ^ 0xFFFF))
         out.append(chunk)
     return b"".join(out)
 
@@ -337,6 +348,134 @@ def _deflate_pieces(plan: list[Any], pieces: list[Any], name: bytes) -> ZipEntry
     z.append(_FINAL_BLOCK)
     data = b"".join(raw)
     return ZipEntry(name, zlib.crc32(data), len(data), b"".join(z))
+
+
+# A *frame* is a part's deflate stream with all but a few pieces known: a list of
+# items, each either ``(raw, deflated)`` -- known bytes and their deflate blocks -- or a
+# run of stored text still to complete: a list of bytes and, where a value of the
+# employee goes, the index of that value (a *hole*). :func:`_frame` builds one from a
+# part's groups; :func:`_assemble` completes it with one employee's values, giving the
+# same bytes :func:`_deflate_pieces` gives for the whole list of pieces.
+
+_Frame = list[Any]
+
+
+def _groups(segments: list[Any], plan: list[Any]) -> list[Any]:
+    """A part's segments as its deflate stream groups them: ``(raw, deflated)`` for
+    static text deflated once, and a list of the segments (text, slots) of each run
+    between two of those, which goes into stored blocks."""
+    out: list[Any] = []
+    run: list[Any] | None = None
+    for seg, how in zip(segments, plan):  # noqa: B905 - same length by construction
+        if how.__class__ is tuple:
+            out.append(how)
+            run = None
+        else:
+            if run is None:
+                run = []
+                out.append(run)
+            run.append(seg)
+    return out
+
+
+def _frame(groups: list[Any], fill: Any) -> _Frame:
+    """A frame from groups: ``(raw, deflated)``, or a run of bytes and other segments,
+    for which ``fill(segment)`` gives bytes or the index of the hole it becomes. Runs
+    without holes become stored blocks here, and adjacent known bytes are joined."""
+    items: _Frame = []
+    raws: list[bytes] = []
+    zs: list[bytes] = []
+    for group in groups:
+        if group.__class__ is tuple:
+            raws.append(group[0])
+            zs.append(group[1])
+            continue
+        vals = [seg if seg.__class__ is bytes else fill(seg) for seg in group]
+        if int not in map(type, vals):
+            raw = b"".join(vals)
+            raws.append(raw)
+            zs.append(_stored(raw))
+            continue
+        parts: list[Any] = []
+        known: list[bytes] = []
+        for v in vals:
+            if v.__class__ is int:
+                if known:
+                    parts.append(b"".join(known))
+                    known = []
+                parts.append(v)
+            else:
+                known.append(v)
+        if known:
+            parts.append(b"".join(known))
+        if raws:
+            items.append((b"".join(raws), b"".join(zs)))
+            raws, zs = [], []
+        items.append(parts)
+    if raws:
+        items.append((b"".join(raws), b"".join(zs)))
+    return items
+
+
+def _assemble(frame: _Frame, holes: list[bytes]) -> tuple[int, int, list[bytes]]:
+    """(CRC-32, size, deflate blocks) of a frame completed with ``holes``."""
+    crc = size = 0
+    out: list[bytes] = []
+    for item in frame:
+        if item.__class__ is tuple:
+            raw, z = item
+        else:
+            raw = b"".join([holes[p] if p.__class__ is int else p for p in item])
+            z = _stored(raw)
+        crc = zlib.crc32(raw, crc)
+        size += len(raw)
+        out.append(z)
+    out.append(_FINAL_BLOCK)
+    return crc, size, out
+
+
+def _run_template(run: list[Any]) -> list[Any]:
+    """A stored run of the form sheet made ready for :meth:`CompiledWorkbook._state_runs`:
+    its text up to each row tag or header field as ``(format, getter)`` -- the values
+    that follow the targets fetched by ``getter`` from the state's cells and put in
+    with ``%`` -- or as bytes when nothing there follows the targets; the row and field
+    slots stay."""
+    out: list[Any] = []
+    fmt: list[str] = []
+    plain: list[str] = []
+    keys: list[Any] = []
+
+    def flush() -> None:
+        if keys:
+            out.append(("".join(fmt), operator.itemgetter(*keys)))
+        elif plain:
+            out.append("".join(plain).encode("utf-8"))
+
+    for seg in run:
+        if isinstance(seg, str):
+            text = seg
+        elif seg.kind in ("row", "field"):
+            flush()
+            fmt, plain, keys = [], [], []
+            out.append(seg)
+            continue
+        elif seg.kind == "input":
+            text = seg.default  # a blank form's input cell (see _render_pieces)
+        else:
+            fmt.append("%s")
+            if seg.kind == "prompt":
+                keys.append(("prompt", seg.key))
+            elif seg.kind == "ftype":
+                keys.append(seg.ref + "t")
+            elif seg.kind == "fvalue":
+                keys.append(seg.ref + "v")
+            else:
+                keys.append(seg.ref)
+            continue
+        fmt.append(text.replace("%", "%%"))
+        plain.append(text)
+    flush()
+    return out
 
 
 # ------------------------------------------------------------------ probing the reference
@@ -535,6 +674,13 @@ def _column_keys(gen: FormGenerator) -> dict[str, int]:
     return {k: i for i, k in enumerate(keys)}
 
 
+#: entries kept in the caches by text (row heights, lines of a text); frames (a form
+#: sheet completed for one set of targets, ~30 KB each) are fewer, the least
+#: recently used going first
+_CACHE = 4096
+_FRAMES = 256
+
+
 class CompiledWorkbook:
     """A form template compiled for fast writing (see the module docstring).
 
@@ -554,6 +700,9 @@ class CompiledWorkbook:
         self._secret = resolve_secret(gen.secret)
         self._state_cache: dict[tuple[str, ...], _State] = {}
         self._height_cache: dict[tuple[int, ...], dict[int, str]] = {}
+        self._frame_cache: dict[tuple[tuple[str, ...], tuple[int, ...]], _Frame] = {}
+        self._field_cache: dict[tuple[int, str], tuple[bytes, int, bytes]] = {}
+        self._indicator_cache: dict[tuple[Any, ...], Any] = {}
         self.fallbacks = 0  # employees written with the reference writer
         try:
             self._compile()
@@ -644,6 +793,9 @@ class CompiledWorkbook:
         self._prepare()
         # the proof: the second probe written here and by the reference writer
         self._verify(p2, plan2, meta2, parts2)
+        # and the blank form's own path (frames, see _blank_bytes) against the general one
+        if self._blank_bytes(p2) != self._general_bytes(p2, None):
+            raise Unsupported("空白表的快速写法与逐格写法不同")
 
     def _build_sheet(self, plan: SheetPlan, xml: str, static_string: Any) -> None:
         cf, form = self.cf, self.form
@@ -987,6 +1139,10 @@ class CompiledWorkbook:
             if s.kind == "text":
                 ind_id, key = s.key.split(":", 1)
                 self._text_ref[(ind_id, key)] = s
+        self._ind_inputs = {
+            i.id: [f"in_{i.id}_{k}" for k, spec in i.inputs.items() if spec.source == "roster"]
+            for i in self._dynamic
+        }
         self._field_names = tuple(
             sorted({f for i in self._dynamic for f in self._ind_fields[i.id]})
         )
@@ -995,6 +1151,53 @@ class CompiledWorkbook:
         self._meta_plain = self._meta_xml_generic(fake, split=True)
         self._sheet_plan = _plan(self._sheet_segments)
         self._meta_plan = _plan(self._meta_plain)
+        # the blank form (see _blank_bytes): the sheet's deflate groups, completed per
+        # targets and heights (a frame) with the header fields as its holes
+        self._sheet_runs = [
+            g if isinstance(g, tuple) else _run_template(g)
+            for g in _groups(self._sheet_segments, self._sheet_plan)
+        ]
+        self._field_at = {s.ref: k for k, s in enumerate(self._field_slots)}
+        self._line_src = [(s.ref, self._field_at.get(s.ref, -1)) for s in self._text_slots]
+        # _meta: one frame, the employee's values (as inline strings) its holes
+        self._meta_holes = [p for p in self._meta_plain if isinstance(p, tuple)]
+        at = {p: k for k, p in enumerate(self._meta_holes)}
+        meta_groups = [
+            g
+            if isinstance(g, tuple)
+            else [p.encode("utf-8") if isinstance(p, str) else p for p in g]
+            for g in _groups(self._meta_plain, self._meta_plan)
+        ]
+        self._meta_frame = _frame(meta_groups, at.__getitem__)
+        # the fingerprint text: static runs encoded once; the holes are the header
+        # fields' lines, then the lines of the meta values that differ per employee
+        n_fields = len(self._field_slots)
+        self._fp_meta_keys = [p[1] for p in self._fp_segments if isinstance(p, tuple)]
+        meta_at = {k: n_fields + i for i, k in enumerate(self._fp_meta_keys)}
+        self._fp_pieces: list[Any] = []
+        for piece in self._fp_segments:
+            if isinstance(piece, str):
+                self._fp_pieces.append(piece.encode("utf-8"))
+            elif isinstance(piece, tuple):
+                self._fp_pieces.append(meta_at[piece[1]])
+            elif piece.ref in self._field_at:
+                self._fp_pieces.append(self._field_at[piece.ref])
+            else:
+                self._fp_pieces.append(piece)  # a line that follows the targets (_fp_state)
+        self._hmac = hmac.new(self._secret, digestmod=hashlib.sha256)
+        # the zip: parts as (local record, central record up to its offset, name), the
+        # two sheets as 0 and 1
+        self._zip_layout: list[Any] = []
+        for n in self._parts:
+            if n == self._sheet_part:
+                self._zip_layout.append(0)
+            elif n == self._meta_part:
+                self._zip_layout.append(1)
+            else:
+                entry, local = self._static_entries[n]
+                self._zip_layout.append(
+                    (local, entry.central(0)[: -len(entry.name) - 4], entry.name)
+                )
 
     def _state(self, values: Mapping[str, Decimal | None], fields: Mapping[str, str]) -> _State:
         """What depends on the targets (and the fields a rule text names), cached."""
@@ -1005,7 +1208,7 @@ class CompiledWorkbook:
         if got is not None:
             return got
         env = evaluate(self.cf, dict(values))
-        state = _State(self._formula_cells(env), {}, {}, {}, {})
+        state = _State(self._formula_cells(env), {}, {}, {}, {}, key)
         for slot in self._value_slots:
             v = values.get(slot.key)
             state.values[slot.ref] = v
@@ -1016,19 +1219,47 @@ class CompiledWorkbook:
                 else _number(slot.ref, slot.s_attr, float(v))
             )
         for ind in self._dynamic:
-            shown, prompts = self._texts(ind, values, fields)
+            prompts, texts = self._indicator(ind, values, fields)
             state.prompts.update(prompts)
-            for key_, text in shown.items():
-                slot = self._text_ref.get((ind.id, key_))
-                if slot is not None:
-                    state.values[slot.ref] = text
-                    state.fp[slot.ref] = _fp_line(slot.ref, text)
-                    state.xml[slot.ref] = self._text_xml(slot, text)
-                    state.lines[slot.ref] = self._lines(slot, text)
+            for ref, text, fp, xml, lines in texts:
+                state.values[ref] = text
+                state.fp[ref] = fp
+                state.xml[ref] = xml
+                state.lines[ref] = lines
         if len(self._state_cache) > 4096:
             self._state_cache.clear()
         self._state_cache[key] = state
         return state
+
+    def _indicator(
+        self, ind: m.Indicator, values: Mapping[str, Decimal | None], fields: Mapping[str, str]
+    ) -> tuple[dict[str, str], list[tuple[str, str, str, str, int]]]:
+        """An indicator's prompts (:meth:`_texts`) and, for each of its text slots, (ref,
+        text, fingerprint line, cell XML, lines needed); kept by what its texts use:
+        its targets and the fields they name."""
+        key = (
+            ind.id,
+            tuple(
+                None if (v := values.get(n)) is None else str(v) for n in self._ind_inputs[ind.id]
+            ),
+            tuple(fields.get(f) for f in self._ind_fields[ind.id]),
+        )
+        got = self._indicator_cache.get(key)
+        if got is None:
+            shown, prompts = self._texts(ind, values, fields)
+            texts = []
+            for key_, text in shown.items():
+                slot = self._text_ref.get((ind.id, key_))
+                if slot is not None:
+                    xml = self._text_xml(slot, text)
+                    texts.append(
+                        (slot.ref, text, _fp_line(slot.ref, text), xml, self._lines(slot, text))
+                    )
+            got = (prompts, texts)
+            if len(self._indicator_cache) >= _CACHE:
+                self._indicator_cache.clear()
+            self._indicator_cache[key] = got
+        return got
 
     def _formula_cells(self, env: Mapping[str, object]) -> dict[str, str]:
         """Each formula cell's cached value: type attribute at ``ref + "t"``, <v> text
@@ -1080,11 +1311,15 @@ class CompiledWorkbook:
                 prompts[name] = _esc_attr(opts["input_message"])
         return shown, prompts
 
-    def _heights(self, lines: tuple[int, ...], texts: Mapping[str, str]) -> dict[int, str]:
-        """Row tags for texts needing ``lines`` lines (the layout's own estimate, cached)."""
+    def _heights(
+        self, lines: tuple[int, ...], values: Mapping[str, object], fields: Mapping[str, str]
+    ) -> dict[int, str]:
+        """Row tags for texts needing ``lines`` lines (the layout's own estimate, cached):
+        ``values`` holds the texts that follow the targets, ``fields`` the header's."""
         got = self._height_cache.get(lines)
         if got is not None:
             return got
+        texts = {**values, **fields}
         cells: list[Any] = list(self._text_cells)
         for s in self._text_slots:
             r1, c1, r2, c2, _text, size = cells[s.text_index]
@@ -1140,7 +1375,7 @@ class CompiledWorkbook:
             else self._lines(s, field_text.get(s.ref, ""))
             for s in self._text_slots
         )
-        rows = self._heights(lines, {**state.values, **field_text})  # type: ignore[arg-type]
+        rows = self._heights(lines, state.values, field_text)
 
         out: list[Any] = list(self._sheet_segments)
         prompts = state.prompts
@@ -1218,12 +1453,19 @@ class CompiledWorkbook:
         typed}) fills input cells (or types over a formula) and the cached values
         follow, as in a returned form a spreadsheet recalculated."""
         try:
-            sheet, meta_xml, _fp, _meta = self._render_pieces(emp, answers)
+            if answers:
+                return self._general_bytes(emp, answers)
+            return self._blank_bytes(emp)
         except _NeedsReference:
             self.fallbacks += 1
             if answers:
                 raise Unsupported("此员工的表无法用快速写法填写") from None
             return self.gen.reference_to_bytes(emp)
+
+    def _general_bytes(self, emp: Employee, answers: Mapping[str, object] | None) -> bytes:
+        """The form, every slot filled in one by one (filled forms; and the check of
+        :meth:`_blank_bytes` when compiling)."""
+        sheet, meta_xml, _fp, _meta = self._render_pieces(emp, answers)
         entries: list[ZipEntry | tuple[ZipEntry, bytes]] = []
         for n in self._parts:
             if n == self._sheet_part:
@@ -1243,11 +1485,166 @@ class CompiledWorkbook:
                 entries.append(self._static_entries[n])
         return zip_bytes(entries)
 
+    # -- the blank form, per employee --------------------------------------------------
+    #
+    # The same bytes as _general_bytes(emp, None), with less work per employee: what
+    # follows the targets (and the row heights) is completed once per frame and kept,
+    # so per employee there remain the header fields, the _meta values, the
+    # fingerprint and the zip records.
+
+    def _blank_bytes(self, emp: Employee) -> bytes:
+        """The blank form of ``emp`` (see the comment above)."""
+        values = initial_values(self.cf.inputs, emp)
+        fields = emp.fields
+        state = self._state(values, fields)
+        texts = [fields.get(s.key, "") for s in self._field_slots]
+        done = [self._field(k, t) for k, t in enumerate(texts)]
+        slines = state.lines
+        lines = tuple([slines.get(ref, 0) if k < 0 else done[k][1] for ref, k in self._line_src])
+        sheet = _assemble(self._sheet_frame(state, lines, texts), [d[0] for d in done])
+
+        meta = self.gen.meta_for(emp, self._names_json, self.sheet_name)
+        for k, v in self._meta_static.items():
+            if meta.get(k) != v:
+                raise _NeedsReference
+        fp = [d[2] for d in done]
+        for key in self._fp_meta_keys:
+            fp.append(f"{_fp_esc(str(key))}\t{_fp_esc(str(meta[key]))}\n".encode())
+        h = self._hmac.copy()
+        h.update(b"".join([p if p.__class__ is bytes else fp[p] for p in self._fp_state(state)]))
+        meta["fingerprint"] = h.hexdigest()
+
+        if all(0 < len(str(meta[k])) <= CHUNK for k in self._meta_dynamic):
+            cells = [_inline(ref, "", str(meta[key])).encode() for ref, key in self._meta_holes]
+            meta_part = _assemble(self._meta_frame, cells)
+        else:
+            raw = self._meta_xml_generic(meta).encode("utf-8")
+            meta_part = zlib.crc32(raw), len(raw), [zlib.compress(raw, self.level, -15)]
+        return self._zip(sheet, meta_part)
+
+    def _field(self, k: int, text: str) -> tuple[bytes, int, bytes]:
+        """Header field ``k`` showing ``text``: (cell XML, lines it needs, its line of
+        the fingerprint text), kept by text."""
+        key = (k, text)
+        got = self._field_cache.get(key)
+        if got is None:
+            slot = self._field_slots[k]
+            got = (
+                self._text_xml(slot, text).encode("utf-8"),
+                self._lines(slot, text),
+                _fp_line(slot.ref, text).encode("utf-8"),
+            )
+            if len(self._field_cache) >= _CACHE:
+                self._field_cache.clear()
+            self._field_cache[key] = got
+        return got
+
+    def _sheet_frame(self, state: _State, lines: tuple[int, ...], fields: list[str]) -> _Frame:
+        """The form sheet completed for the targets of ``state`` and the row heights of
+        ``lines`` (which ``fields``, the header fields' texts, helped make); its holes
+        are the header field cells. The most recently used are kept."""
+        key = (state.key, lines)
+        cache = self._frame_cache
+        got = cache.pop(key, None)
+        if got is None:
+            field_text = {s.ref: t for s, t in zip(self._field_slots, fields)}  # noqa: B905
+            rows = self._heights(lines, state.values, field_text)
+            field_at = self._field_at
+
+            def fill(slot: _Slot) -> bytes | int:
+                return rows[slot.row].encode() if slot.kind == "row" else field_at[slot.ref]
+
+            got = _frame(self._state_runs(state), fill)
+            if len(cache) >= _FRAMES:
+                del cache[next(iter(cache))]  # the least recently used
+        cache[key] = got
+        return got
+
+    def _state_runs(self, state: _State) -> list[Any]:
+        """The form sheet's groups with what follows the targets filled in (bytes): a
+        run without a row tag or header field is a stored block already; the row and
+        field slots are left."""
+        cells: dict[Any, str] = dict(state.xml)
+        for name, prompt in state.prompts.items():
+            cells["prompt", name] = prompt
+        got: list[Any] = []
+        for group in self._sheet_runs:
+            if group.__class__ is tuple:
+                got.append(group)
+                continue
+            run = [
+                (p[0] % p[1](cells)).encode("utf-8") if p.__class__ is tuple else p for p in group
+            ]
+            if len(run) == 1 and run[0].__class__ is bytes:
+                got.append((run[0], _stored(run[0])))
+            else:
+                got.append(run)
+        return got
+
+    def _fp_state(self, state: _State) -> list[Any]:
+        """The fingerprint text's pieces with the lines of ``state`` in (bytes), the
+        holes of :meth:`_blank_bytes` left as indices."""
+        got = state.fp_pieces
+        if got is None:
+            got = state.fp_pieces = [
+                state.fp[p.ref].encode("utf-8") if isinstance(p, _Slot) else p
+                for p in self._fp_pieces
+            ]
+        return got
+
+    def _zip(self, *parts: tuple[int, int, list[bytes]]) -> bytes:
+        """The .xlsx: the static parts as compiled, ``parts`` (CRC-32, size, deflated
+        data) as the form sheet and the ``_meta`` sheet (see :func:`zip_bytes`)."""
+        out: list[bytes] = []
+        central: list[bytes] = []
+        offset = 0
+        names = (self._sheet_name_b, self._meta_name_b)
+        for item in self._zip_layout:
+            if item.__class__ is tuple:
+                local, head, name = item
+                out.append(local)
+                central.append(head + _OFFSET.pack(offset) + name)
+                offset += len(local)
+                continue
+            name = names[item]
+            crc, size, data = parts[item]
+            n = sum(map(len, data))
+            out.append(_local_head(name, crc, n, size))
+            out.extend(data)
+            central.append(_central_record(name, crc, n, size, offset))
+            offset += _LOCAL.size + len(name) + n
+        cd = b"".join(central)
+        k = len(central)
+        out.append(cd)
+        out.append(_END.pack(b"PK\x05\x06", 0, 0, k, k, len(cd), offset, 0))
+        return b"".join(out)
+
     def write(self, emp: Employee, path: Path, answers: Mapping[str, object] | None = None) -> Path:
         """Write the form of ``emp`` to ``path`` (see :meth:`to_bytes`)."""
-        path = Path(path)
-        path.write_bytes(self.to_bytes(emp, answers))
-        return path
+        write_file(path, self.to_bytes(emp, answers))
+        return Path(path)
+
+
+_CREATE = (
+    os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
+)
+
+
+def write_file(path: str | Path, data: bytes) -> None:
+    """Create (or truncate) the file ``path`` holding ``data``: one open, write and
+    close -- what :meth:`pathlib.Path.write_bytes` does (flags, mode), without its
+    buffered file object and the system calls that sets up. No fsync, as before:
+    ``generate_command`` makes its output folder appear whole by renaming the folder
+    the files were written in, which needs no file to be on disk first."""
+    fd = os.open(path, _CREATE, 0o666)
+    try:
+        done = os.write(fd, data)
+        if done < len(data):  # a short write (a signal, a nearly full disk): go on
+            view = memoryview(data)
+            while done < len(data):
+                done += os.write(fd, view[done:])
+    finally:
+        os.close(fd)
 
 
 @dataclass
@@ -1257,6 +1654,8 @@ class _State:
     lines: dict[str, int]  # text slot ref -> lines its text needs
     prompts: dict[str, str]  # input name -> escaped prompt attribute
     fp: dict[str, str]  # slot ref -> its line of the fingerprint text
+    key: tuple[str, ...] = ()  # what the state follows (see CompiledWorkbook._state)
+    fp_pieces: list[Any] | None = None  # (see CompiledWorkbook._fp_state)
 
 
 def _rc(ref: str) -> tuple[int, int]:

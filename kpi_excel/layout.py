@@ -38,6 +38,7 @@ has no ``input_label`` column (sub-rows need labels).
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -45,6 +46,7 @@ from decimal import Decimal
 from functools import lru_cache
 from typing import Any
 
+from kpi_excel.errors import KpiExcelError
 from kpi_excel.roster import _bounds, format_bound
 from kpi_excel.rules.tree import decimal_text
 from kpi_excel.score import NA_NO, NA_YES, CompiledForm, ComputedCell, InputCell, evaluate
@@ -155,6 +157,48 @@ class Period:
     key: str
     text: str
     first_day: str  # ISO date of its first day
+
+
+# the period kinds as typed: 2026-11 / 2026年11月, 2026-Q4 / 2026年第4季度, 2026 / 2026年度
+_MONTH = re.compile(r"^(\d{4})\s*(?:-|/|年)\s*(\d{1,2})\s*月?$")
+_QUARTER = re.compile(r"^(\d{4})\s*(?:-|年)?\s*(?:Q|第)\s*([1-4])\s*(?:季度?)?$", re.IGNORECASE)
+_YEAR = re.compile(r"^(\d{4})\s*(?:年度?)?$")
+_EXAMPLE = {"monthly": "2026-11", "quarterly": "2026-Q4", "yearly": "2026"}
+
+
+def parse_period(text: str, kind: str) -> Period:
+    """A period for a template's ``period`` kind; a mismatch raises a Chinese message.
+
+    ``2026-11`` (monthly), ``2026-Q4`` (quarterly), ``2026`` (yearly); 2026年11月,
+    2026年第4季度 and 2026年度 are accepted too.
+    """
+    s = unicodedata.normalize("NFKC", str(text)).strip()
+    label = m.PERIOD_KINDS.get(kind, kind)
+    got = None
+    mo = _MONTH.match(s)
+    qu = _QUARTER.match(s)
+    ye = _YEAR.match(s)
+    if mo and 1 <= int(mo[2]) <= 12:
+        y, mm = int(mo[1]), int(mo[2])
+        got = "monthly"
+        period = Period(f"{y:04d}-{mm:02d}", f"{y}年{mm}月", f"{y:04d}-{mm:02d}-01")
+    elif qu:
+        y, q = int(qu[1]), int(qu[2])
+        got = "quarterly"
+        period = Period(f"{y:04d}-Q{q}", f"{y}年第{q}季度", f"{y:04d}-{3 * q - 2:02d}-01")
+    elif ye:
+        y = int(ye[1])
+        got = "yearly"
+        period = Period(f"{y:04d}", f"{y}年度", f"{y:04d}-01-01")
+    if got is None:
+        raise KpiExcelError(
+            f"考核期“{text}”无法识别：本模板为{label}考核，请写成 {_EXAMPLE.get(kind, '2026-11')}"
+        )
+    if got != kind:
+        raise KpiExcelError(
+            f"考核期“{text}”是{m.PERIOD_KINDS[got]}，但模板按{label}考核：请写成 {_EXAMPLE[kind]} 这样的{label}期间"
+        )
+    return period
 
 
 @dataclass

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -109,13 +110,34 @@ class SourceRow:
     reason: str = ""
 
 
-@dataclass
-class ScoreRow:
+class ScoreRow(NamedTuple):
+    """One computed cell of one form (a tuple: tens of them per form travel and are
+    stored, so they are as light as can be).
+
+    ``text`` and ``number`` are the value as the ledger stores it; :meth:`of` works
+    them out where the form is checked (in a worker process), so the process writing
+    the ledger only writes. Left as None for a value, they are worked out on writing.
+    """
+
     cell: str
     kind: str
     indicator: str | None
     section: str | None
     value: object
+    text: str | None = None
+    number: float | None = None
+
+    @classmethod
+    def of(
+        cls, cell: str, kind: str, indicator: str | None, section: str | None, value: object
+    ) -> ScoreRow:
+        return cls(cell, kind, indicator, section, value, _text(value), _real(value))
+
+    def params(self) -> tuple[object, ...]:
+        """(cell, kind, indicator, section, text, number) as the scores table holds them."""
+        if self[5] is None and self[4] is not None:  # text is None only for no value
+            return (*self[:4], _text(self[4]), _real(self[4]))
+        return (*self[:4], self[5], self[6])
 
 
 @dataclass
@@ -172,6 +194,8 @@ def _text(v: object) -> str | None:
 
 
 def _real(v: object) -> float | None:
+    if type(v) is Decimal:
+        return float(v)  # type: ignore[arg-type]
     if isinstance(v, bool):
         return None
     if isinstance(v, Decimal | int | float):
@@ -190,6 +214,7 @@ class Ledger:
         self.path = path
         path.parent.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(str(path))
+        self._staged: set[tuple[str, str]] = set()  # (sha256, period) of staged scores
         self.conn.execute("PRAGMA foreign_keys = ON")
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
         if version not in (0, SCHEMA_VERSION):
@@ -212,8 +237,30 @@ class Ledger:
     def close(self) -> None:
         self.conn.close()
 
+    def stage_scores(self, sha256: str, period: str, scores: Iterable[ScoreRow]) -> None:
+        """Write one file's scores ahead of :meth:`record`, as files are checked.
+
+        They are written in the transaction :meth:`record` then commits: nothing is
+        seen in the ledger before the collection is recorded whole, and a collection
+        that stops half-way leaves the ledger as it was (closing rolls back). A file's
+        scores depend on its bytes only, so copies of a file stage them once.
+        """
+        key = (sha256, period)
+        if key in self._staged:
+            return
+        self._staged.add(key)
+        self._write_scores(key, scores)
+
+    def _write_scores(self, key: tuple[str, str], scores: Iterable[ScoreRow]) -> None:
+        c = self.conn
+        c.execute("DELETE FROM scores WHERE sha256 = ? AND period = ?", key)
+        c.executemany(
+            "INSERT INTO scores VALUES (?,?,?,?,?,?,?,?)", [(*key, *s.params()) for s in scores]
+        )
+
     def record(self, rows: Iterable[FileRow], now: dt.datetime | None = None) -> None:
-        """Write (or rewrite identically) the rows of one collection."""
+        """Write (or rewrite identically) the rows of one collection (and commit the
+        scores staged for it)."""
         seen = (now or dt.datetime.now()).replace(microsecond=0).isoformat()
         c = self.conn
         with c:
@@ -265,22 +312,8 @@ class Ledger:
                                status=excluded.status, reason=excluded.reason""",
                         (*key, s.path, s.size, _iso(s.mtime), s.status, s.reason),
                     )
-                c.execute("DELETE FROM scores WHERE sha256 = ? AND period = ?", key)
-                c.executemany(
-                    "INSERT INTO scores VALUES (?,?,?,?,?,?,?,?)",
-                    [
-                        (
-                            *key,
-                            s.cell,
-                            s.kind,
-                            s.indicator,
-                            s.section,
-                            _text(s.value),
-                            _real(s.value),
-                        )
-                        for s in r.scores
-                    ],
-                )
+                if key not in self._staged:
+                    self._write_scores(key, r.scores)
                 c.execute("DELETE FROM anomalies WHERE sha256 = ? AND period = ?", key)
                 c.executemany(
                     "INSERT INTO anomalies VALUES (?,?,?,?,?,?,?,?,?)",
@@ -289,6 +322,7 @@ class Ledger:
                         for i, a in enumerate(r.anomalies, 1)
                     ],
                 )
+        self._staged.clear()
 
     def counts(self) -> dict[str, int]:
         """Rows per table (used to show a collection is idempotent)."""

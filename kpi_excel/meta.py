@@ -177,7 +177,23 @@ def canonical(value: Any) -> str:
 
 
 def _esc(s: str) -> str:
+    if len(s) > 512:  # the embedded template and the like: the same in every form
+        got = _LONG_ESC.get(s)
+        if got is None:
+            got = _esc_now(s)
+            if len(_LONG_ESC) >= 64:
+                _LONG_ESC.clear()
+            _LONG_ESC[s] = got
+        return got
+    return _esc_now(s)
+
+
+def _esc_now(s: str) -> str:
     return s.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+
+
+#: long meta values -> their escaped text
+_LONG_ESC: dict[str, str] = {}
 
 
 def fingerprint_text(

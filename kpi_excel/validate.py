@@ -564,7 +564,29 @@ def check_input(raw: object, spec: m.InputSpec, *, role: str = "input", label: s
     ``raw`` is what a reader returns: None/"" (blank), float/int, str, bool, or a
     date/datetime/time. ``role`` is the cell's role in the compiled form (``input``,
     ``rater``, ``na``, ``header``). The returned value is what to score with.
+
+    A number checked against a spec before gives the same (immutable) result again:
+    the same answers (100, 4.5, 3) recur form after form.
     """
+    kind = type(raw)
+    if kind is not float and kind is not int:
+        return _check_input(raw, spec, role, label)
+    key = (kind, repr(raw), id(spec), role, label)  # repr: -0.0 is not 0.0
+    got = _NUMBER_MEMO.get(key)
+    if got is not None and got[0] is spec:
+        return got[1]
+    checked = _check_input(raw, spec, role, label)
+    if len(_NUMBER_MEMO) >= 16384:
+        _NUMBER_MEMO.clear()
+    _NUMBER_MEMO[key] = (spec, checked)  # the spec is kept: its id stays its own
+    return checked
+
+
+#: (type, repr of the number, id of the spec, role, label) -> (spec, result)
+_NUMBER_MEMO: dict[tuple[type, str, int, str, str], tuple[m.InputSpec, Checked]] = {}
+
+
+def _check_input(raw: object, spec: m.InputSpec, role: str, label: str) -> Checked:
     label = label or spec.label
     what = f"“{label}”" if label else "此格"
     if raw is None or (isinstance(raw, str) and not _plain(raw)):

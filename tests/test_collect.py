@@ -615,6 +615,41 @@ def test_parallel_workers_give_the_same_results(collected, returned: Path, tmp_p
     ]
 
 
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ledger_written_as_files_arrive_equals_one_written_at_the_end(
+    returned: Path, blank: dict[str, Path], tmp_path: Path, workers: int
+) -> None:
+    """Scores are staged as each file arrives (from worker processes, with their ledger
+    text worked out there); the committed ledger is the one written in one go at the
+    end from the results, with every value formatted by the ledger itself."""
+    from kpi_excel.collect import _ledger_rows
+    from kpi_excel.ledger import Ledger, ScoreRow
+
+    out = tmp_path / "s.xlsx"
+    coll = collect([returned], out=out, roster=blank["roster"], workers=workers)
+    for f in coll.files:  # the reference: plain rows, nothing precomputed
+        f.scores = [ScoreRow(*s[:5]) for s in f.scores]
+    ref = tmp_path / "ref.sqlite"
+    with Ledger(ref) as led:
+        led.record(_ledger_rows(coll.files))
+
+    def dump(db: Path) -> dict[str, list]:
+        con = sqlite3.connect(db)
+        try:
+            return {
+                t: sorted(con.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
+                for t in ("files", "sources", "scores", "anomalies")
+            }
+        finally:
+            con.close()
+
+    got, want = dump(out.with_suffix(".sqlite")), dump(ref)
+    assert len(got["scores"]) > 100
+    for rows in (got, want):  # first seen: the time of each run
+        rows["files"] = [r[:-1] for r in rows["files"]]
+    assert got == want
+
+
 def test_unchecked_things_are_said(collected) -> None:
     coll, _out = collected
     assert any(n.startswith("已检查") and "签字" in n for n in coll.notes)

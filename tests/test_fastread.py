@@ -49,7 +49,7 @@ def _key(res: Any) -> tuple:
         res.coef,
         res.pay,
         res.sections,
-        [tuple(vars(line).values()) for line in res.lines],
+        [tuple(line) for line in res.lines],
         [(s.cell, s.kind, s.value) for s in res.scores],
         res.as_typed,
         res.coords,
@@ -210,6 +210,8 @@ def test_statuses_cover_the_mix(mixed: dict[str, Path]) -> None:
 def test_book_answers_match(mixed: dict[str, Path]) -> None:
     """Below collect: every named cell's value, every cell of both sheets as openpyxl
     and as the XML reader sees them, and the meta."""
+    from kpi_excel.meta import locked_cells_from_openpyxl
+
     for name, path in mixed.items():
         data = path.read_bytes()
         fast, ref = open_fast(data, name), open_book(data, name)
@@ -235,6 +237,12 @@ def test_book_answers_match(mixed: dict[str, Path]) -> None:
                     if c.value is not None
                 ]
                 assert a == b, (name, s.name)
+                # the locked cells the fingerprint covers, gathered as the scan is read
+                locked = fast.sheet_cells(s.name).locked_cells()
+                assert locked == locked_cells_from_openpyxl(ref.sheet_cells(s.name)), name
+                assert [type(v) for _c, v in locked] == [
+                    type(v) for _c, v in ref.sheet_cells(s.name).locked_cells()
+                ]
                 xa = {k: v for k, v in fast.xml_cells(s.name).items() if v != (None, None)}
                 xb = {k: v for k, v in ref.xml_cells(s.name).items() if v != (None, None)}
                 assert xa == xb, (name, s.name)
@@ -314,17 +322,24 @@ def test_values_as_calamine_gives_them() -> None:
 
 
 def test_spooled_results_read_back(mixed: dict[str, Path]) -> None:
-    from kpi_excel.fastread import SpooledDict, SpooledList, spool_results
+    from kpi_excel.spool import SpooledDict, SpooledList, pack, spool_results
 
-    results = [_check(mixed[n], True) for n in ("good", "text", "blank")]
+    results = [_check(mixed[n], True) for n in ("good", "text", "blank", "good")]
     want = [(list(r.lines), list(r.scores), dict(r.as_typed), dict(r.coords)) for r in results]
-    kept = spool_results(iter(results))
+    assert want[0][0] and want[0][1] and want[0][2] and want[0][3]
+    # as from a worker: packed there, sent pickled, spooled here as bytes
+    import pickle
+
+    results[3] = pickle.loads(pickle.dumps(pack(results[3])))
+    assert results[3].lines == [] and results[3].scores == []
+    seen: list[object] = []
+    kept = spool_results(iter(results), seen.append)
+    assert seen == kept
     assert isinstance(kept[0].lines, SpooledList) and isinstance(kept[0].as_typed, SpooledDict)
     got = [(list(r.lines), list(r.scores), dict(r.as_typed), dict(r.coords)) for r in kept]
     assert got == want
     assert len(kept[0].lines) == len(want[0][0]) and kept[0].lines[0] == want[0][0][0]
-    import pickle
-
+    assert len(kept[3].scores) == len(want[3][1]) and isinstance(kept[3].coords, SpooledDict)
     again = pickle.loads(pickle.dumps(kept[0]))
     assert again.lines == want[0][0] and type(again.lines) is list
 
@@ -364,3 +379,351 @@ def test_openpyxl_rules_restated_exactly() -> None:
             except (OverflowError, ValueError) as e:
                 b = type(e)
             assert a == b and type(a) is type(b), (v, td, a, b)
+
+
+# -- the sheet scanner: pieces kept by their bytes, against the whole-sheet reading ----
+
+
+def _reference_scan(data: bytes) -> dict[str, tuple] | str:
+    """The sheet reading the piece scanner replaced: the whole part checked (_body),
+    the whole <sheetData> matched against the grammar, then every cell found by
+    _ANY_CELL. Cells as tuples, or "odd"."""
+    from kpi_excel import fastread as fr
+
+    try:
+        xml = fr._body(data, "worksheet")
+        start = xml.find("<sheetData")
+        if start < 0:
+            raise fr._Odd
+        if xml.startswith("<sheetData/>", start):
+            return {}
+        if not xml.startswith("<sheetData>", start):
+            raise fr._Odd
+        start += len("<sheetData>")
+        end = xml.find("</sheetData>", start)
+        if end < 0 or xml.find("<sheetData", end) >= 0:
+            raise fr._Odd
+        if fr._SHEETDATA.fullmatch(xml, start, end) is None:
+            raise fr._Odd
+        cells: dict[str, tuple] = {}
+        last_row, last_col = 0, ""
+        for mt in fr._ANY_CELL.finditer(xml, start, end):
+            col, row, s_, t, f, v, inline, extra, inner = mt.groups()
+            r = int(row)
+            if r < last_row or (r == last_row and (len(col), col) <= (len(last_col), last_col)):
+                raise fr._Odd
+            last_row, last_col = r, col
+            s = int(s_) if s_ else 0
+            t = t or "n"
+            if inner is not None:
+                if extra:
+                    if s_ or t != "n":
+                        raise fr._Odd
+                    t, s = fr._cell_attrs(extra)
+                v_text, f_text, inline_text = fr._inner(inner, t)
+                cells[col + row] = (t, s, v_text, f_text, inline_text, "&#" in inner)
+            elif inline is not None:
+                if "_x" in inline and fr._ESCAPED.search(inline):
+                    raise fr._Odd
+                cells[col + row] = (t, s, None, None, inline, False)
+            else:
+                if t in ("s", "str") and v and "_x" in v and fr._ESCAPED.search(v):
+                    raise fr._Odd
+                cells[col + row] = (t, s, v, f, None, False)
+        return cells
+    except fr._Odd:
+        return "odd"
+
+
+def _fast_scan(data: bytes) -> dict[str, tuple] | str:
+    from kpi_excel import fastread as fr
+
+    try:
+        return {coord: tuple(raw) for coord, raw in fr._scan(fr._sheet_data(data)).cells.items()}
+    except fr._Odd:
+        return "odd"
+
+
+def _forget_pieces() -> None:
+    from kpi_excel import fastread as fr
+
+    fr._PIECES.clear()
+    fr._PIECES_NEW.clear()
+    fr._PLAIN_OUTSIDE.clear()
+
+
+_HEAD = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
+    '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships">'
+    '<dimension ref="A1:C3"/>'
+)
+_TAIL = '<pageMargins left="0.7" right="0.7" top="0.75" bottom="0.75"/></worksheet>'
+_ROWS = (
+    '<row r="1" spans="1:3"><c r="A1" s="1" t="s"><v>0</v></c><c r="B1" s="1"/>'
+    '<c r="C1" s="2"><f>SUM(A2:A3)</f><v>3</v></c></row>'
+    '<row r="2" spans="1:3" ht="20" customHeight="1"><c r="A2"><v>1</v></c>'
+    '<c r="B2" s="3" t="inlineStr"><is><t>高超</t></is></c>'
+    '<c r="C2" s="3" t="str"><f>A1&amp;"x"</f><v>ax</v></c></row>'
+    '<row r="3"/><row r="4"><c r="A4"><v>2</v></c><c r="C4" t="e"><f>1/0</f><v>#DIV/0!</v></c>'
+    "</row>"
+)
+
+#: (name, sheetData content, whether the piece scanner may decline where the whole-sheet
+#: reading did not: only where it is stricter on purpose)
+_SHEET_CASES: list[tuple[str, str, bool]] = [
+    ("plain", _ROWS, False),
+    ("spaces between", _ROWS.replace("</c><c", "</c>\n  <c").replace("</row><row", "</row>\n<row"), False),
+    ("empty", "", False),
+    ("only empty rows", '<row r="1"/><row r="2"></row>\n', False),
+    ("empty rows between", _ROWS.replace('<row r="3"/>', '<row r="3"/><row r="5"> </row>'), False),
+    ("empty first rows", '<row r="1"/>' + _ROWS.replace('r="1" spans', 'r="1" x="1" spans'), False),
+    ("stray text between cells", _ROWS.replace('</c><c r="B1"', '</c>x<c r="B1"'), False),
+    ("stray text after a row", _ROWS.replace('</row><row r="2"', '</row>x<row r="2"'), False),
+    ("stray text at the end", _ROWS + "x", False),
+    ("stray text at the start", "x" + _ROWS, False),
+    ("stray element", _ROWS.replace('</row><row r="2"', '</row><foo/><row r="2"'), False),
+    ("cell outside a row", _ROWS + '<c r="A9"><v>1</v></c>', False),
+    ("cell between rows", _ROWS.replace('</row><row r="2"', '</row><c r="D1"/></row><row r="2"'), False),
+    ("cell after the rows", _ROWS + '<c r="A9"><v>1</v></c></row>', False),
+    ("row not closed", _ROWS[: -len("</row>")], False),
+    ("row closed twice", _ROWS.replace("</row>", "</row></row>", 1), False),
+    ("row in a row", _ROWS.replace('<row r="2"', '<row r="9"><row r="2"', 1), False),
+    ("row closed in a cell", _ROWS.replace("<v>0</v>", "<v>0</v></row>", 1), False),
+    ("cell not closed", _ROWS.replace("<v>1</v></c>", "<v>1</v>", 1), False),
+    ("cell start in a row attribute", _ROWS.replace('<row r="3"/>', "<row r=\"3\" x='<c r=\"B3\"'/>"), False),
+    ("cell start in a value", _ROWS.replace("<v>1</v>", '<v>1<c r="B2"</v>'), False),
+    ("cell start in a text", _ROWS.replace("高超", '高<c r="B3"/>超'), False),
+    ("cell start in a formula", _ROWS.replace("SUM(A2:A3)", 'SUM(<c r="D1">)'), False),
+    ("cell start in rich text properties", _ROWS.replace(
+        "<is><t>高超</t></is>", '<is><r><rPr><c r="X"/></rPr><t>高超</t></r></is>'), True),
+    ("rich text", _ROWS.replace(
+        "<is><t>高超</t></is>", '<is><r><rPr><b/><sz val="11"/></rPr><t>高</t></r><r><t xml:space="preserve"> 超</t></r></is>'), False),
+    ("phonetic run", _ROWS.replace("<is><t>高超</t></is>", "<is><t>高超</t><rPh sb=\"0\" eb=\"1\"><t>a</t></rPh></is>"), False),
+    ("escape in a text", _ROWS.replace("高超", "a_x000D_b"), False),
+    ("escape in a value", _ROWS.replace("<v>ax</v>", "<v>a_x000D_</v>"), False),
+    ("x005F in a value", _ROWS.replace("<v>ax</v>", "<v>ax005F_</v>"), False),
+    ("reference in a value", _ROWS.replace("<v>1</v>", "<v>&#49;</v>"), False),
+    ("entities in a text", _ROWS.replace("高超", "a &amp; b &lt;c&gt; &quot;&apos;"), False),
+    ("carriage return in a text", _ROWS.replace("高超", "a\r\nb\rc"), False),
+    ("bad reference", _ROWS.replace("<v>1</v>", "<v>&#0;</v>"), False),
+    ("unknown entity", _ROWS.replace("高超", "&nbsp;"), False),
+    ("shared formula", _ROWS.replace("<f>SUM(A2:A3)</f>", '<f t="shared" ref="C1:C2" si="0">SUM(A2:A3)</f>'), False),
+    ("array formula", _ROWS.replace("<f>SUM(A2:A3)</f>", '<f t="array" ref="C1">SUM(A2:A3)</f>'), False),
+    ("aca formula", _ROWS.replace("<f>SUM(A2:A3)</f>", '<f aca="false">SUM(A2:A3)</f>'), False),
+    ("attributes in another order", _ROWS.replace('s="1" t="s"', 't="s" s="1"'), False),
+    ("more attributes", _ROWS.replace('<c r="A2">', '<c r="A2" cm="1" s="2">'), False),
+    ("s and t before others", _ROWS.replace('<c r="A2">', '<c r="A2" s="2" t="n" cm="1">'), False),
+    ("t only", _ROWS.replace('<c r="A2">', '<c r="A2" t="n">'), False),
+    ("style not a number", _ROWS.replace('<c r="A2">', '<c r="A2" cm="1" s="x">'), False),
+    ("single-quoted attribute", _ROWS.replace('<c r="A2">', "<c r=\"A2\" s='2'>"), False),
+    ("space before the end", _ROWS.replace('<c r="B1" s="1"/>', '<c r="B1" s="1" />'), False),
+    ("empty cell written long", _ROWS.replace('<c r="B1" s="1"/>', '<c r="B1" s="1"></c>'), False),
+    ("empty value", _ROWS.replace("<v>1</v>", "<v></v>"), False),
+    ("value closed short", _ROWS.replace("<v>1</v>", "<v/>"), False),
+    ("value with space", _ROWS.replace("<v>1</v>", "<v >1</v>"), False),
+    ("boolean", _ROWS.replace('<c r="A2"><v>1</v>', '<c r="A2" t="b"><v>1</v>'), False),
+    ("ISO date", _ROWS.replace('<c r="A2"><v>1</v>', '<c r="A2" t="d"><v>2026-11-01</v>'), False),
+    ("out of order", _ROWS.replace('<c r="A2"><v>1</v></c>', '<c r="D2"><v>1</v></c>'), False),
+    ("duplicate", _ROWS.replace('<c r="B2" s="3"', '<c r="A2" s="3"'), False),
+    ("rows out of order", _ROWS.replace('<c r="A4">', '<c r="A1">'), False),
+    ("empty cells out of order", _ROWS.replace('<c r="B1" s="1"/>', '<c r="B1" s="1"/><c r="A1" s="1"/>'), True),
+    ("empty duplicate", _ROWS.replace('<c r="B1" s="1"/>', '<c r="B1" s="1"/><c r="B1" s="1"/>'), True),
+    ("leading zero", _ROWS.replace('<c r="A2">', '<c r="A02">'), True),
+    ("row zero", _ROWS.replace('<c r="A1" ', '<c r="A0" ').replace('<c r="B1" ', '<c r="B0" '), True),
+    ("lower-case reference", _ROWS.replace('<c r="A2">', '<c r="a2">'), False),
+    ("four letters", _ROWS.replace('<c r="C4"', '<c r="AAAA4"'), False),
+    ("no reference", _ROWS.replace('<c r="A2">', "<c>"), False),
+    ("reference last", _ROWS.replace('<c r="A2">', '<c s="0" r="A2">'), False),
+    ("namespace in a cell", _ROWS.replace('<c r="A2">', '<c r="A2" xmlns="urn:x">'), False),
+    ("main namespace in a value", _ROWS.replace(
+        "<v>ax</v>", '<v>="http://schemas.openxmlformats.org/spreadsheetml/2006/main"</v>'), False),
+    ("xmlns in a value", _ROWS.replace("<v>ax</v>", "<v>xmlns=1</v>"), False),
+    ("xmlns in a text", _ROWS.replace("高超", "xmlns=x"), False),
+    ("comment", _ROWS.replace("</row>", "</row><!-- x -->", 1), False),
+    ("processing instruction", _ROWS.replace("</row>", "</row><?x y?>", 1), False),
+    ("CDATA", _ROWS.replace("高超", "<![CDATA[x]]>"), False),
+    ("unicode space between", _ROWS.replace("</c><c", "</c>\u3000<c", 1), False),
+    ("text in a value with quotes", _ROWS.replace("<v>ax</v>", '<v>"a" > b</v>'), False),
+]  # fmt: skip
+
+
+def _sheet_part(content: str, head: str = _HEAD, tail: str = _TAIL) -> bytes:
+    return (head + "<sheetData>" + content + "</sheetData>" + tail).encode("utf-8")
+
+
+@pytest.mark.parametrize("case", _SHEET_CASES, ids=[c[0] for c in _SHEET_CASES])
+def test_scan_equals_whole_sheet_reading(case: tuple[str, str, bool]) -> None:
+    """Cut into pieces, kept or not: the cells the whole-sheet reading gives, or the
+    reference reader's answer (odd) where it declined."""
+    name, content, stricter = case
+    data = _sheet_part(content)
+    want = _reference_scan(data)
+    for warm in (False, True, True):  # first sight, then pieces seen before (and kept)
+        if not warm:
+            _forget_pieces()
+        got = _fast_scan(data)
+        if stricter:
+            assert got == "odd" and want != "odd", name
+        else:
+            assert got == want, (name, warm)
+
+
+def test_scan_cases_are_meaningful() -> None:
+    """The cases above cover both verdicts (else they would prove little)."""
+    verdicts = {name: _reference_scan(_sheet_part(c)) == "odd" for name, c, _ in _SHEET_CASES}
+    assert not verdicts["plain"] and not verdicts["rich text"] and not verdicts["empty"]
+    assert verdicts["stray text between cells"] and verdicts["cell start in a row attribute"]
+    assert sum(verdicts.values()) > 30 and sum(not v for v in verdicts.values()) > 15
+
+
+def test_scan_outside_sheet_data() -> None:
+    """What the whole-part check refuses before or after <sheetData> is refused."""
+    m = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
+    cases = {
+        "plain": (_HEAD, _TAIL),
+        "comment after": (_HEAD, "<!-- x -->" + _TAIL),
+        "comment before": (_HEAD + "<!-- x -->", _TAIL),
+        "pi before the root": ('<?xml version="1.0"?><?x y?>' + _HEAD[55:], _TAIL),
+        "latin-1": (_HEAD.replace("UTF-8", "ISO-8859-1"), _TAIL),
+        "no declaration": (_HEAD[56:], _TAIL),
+        "BOM": ("\ufeff" + _HEAD, _TAIL),
+        "prefixed root": (_HEAD.replace("<worksheet xmlns=", "<x:worksheet xmlns:x="), _TAIL),
+        "xmlns later": (_HEAD, f'<extLst xmlns="{m}"/>' + _TAIL),
+        "main bound to a prefix later": (_HEAD, f'<extLst xmlns:x="{m}"/>' + _TAIL),
+        "second sheetData": (_HEAD, "<sheetData/>" + _TAIL),
+        "sheetData in the root tag": (
+            _HEAD.replace("<dimension", '<dimension x="<sheetData'),
+            _TAIL,
+        ),
+        "root not worksheet": (_HEAD.replace("<worksheet ", "<chartsheet "), _TAIL),
+    }
+    for name, (head, tail) in cases.items():
+        for content in (_ROWS, ""):
+            data = _sheet_part(content, head, tail)
+            for _ in range(2):  # the verdict on the outside is kept
+                assert _fast_scan(data) == _reference_scan(data), name
+    bad = _sheet_part(_ROWS).replace("高超".encode(), b"\xff\xfe")
+    assert _fast_scan(bad) == _reference_scan(bad) == "odd"
+    bad_tail = _sheet_part(_ROWS, tail="<x>\xff</x>" + _TAIL).replace(b"\xc3\xbf", b"\xff")
+    assert _fast_scan(bad_tail) == _reference_scan(bad_tail) == "odd"
+    self_closed = (_HEAD + "<sheetData/>" + _TAIL).encode()
+    assert _fast_scan(self_closed) == _reference_scan(self_closed) == {}
+
+
+def test_filled_pieces_read_as_whole_pieces() -> None:
+    """A piece read from its kept form (value or inline text left out) reads exactly
+    as the piece itself, or is read whole; checked over many values and cells."""
+    from kpi_excel import fastread as fr
+
+    values = ["", "1", "12.5", "-3E+2", "x", "a b", "高超", '"q" > r', "a_x000D_", "x005F_",
+              "_x00", "&amp;", "&#49;", "a\rb", "xmlns=", "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+              "#DIV/0!", "TRUE"]  # fmt: skip
+    cells = [
+        'A1"><v>{}</v></c>',
+        'A1" s="2"><v>{}</v></c>',
+        'A1" s="2" t="s"><v>{}</v></c>',
+        'A1" t="str"><f>A2&amp;"x"</f><v>{}</v></c>',
+        'A1" s="3" t="str"><f>B1</f><v>{}</v></c></row><row r="2">',
+        'A1" t="e"><f>1/0</f><v>{}</v></c></row>',
+        'A1" cm="1" s="2"><f aca="false">X</f><v>{}</v></c>',
+        'A1" s="1" t="inlineStr"><is><t>{}</t></is></c>',
+        'A1" t="inlineStr"><is><t xml:space="preserve">{}</t></is></c>',
+        'A1" t="inlineStr"><is><r><t>{}</t></r><r><rPr><b/></rPr><t></t></r></is></c>',
+        'A1" t="inlineStr"><is><r><t>{}</t></r><r><t>more</t></r></is></c>',
+        'A1" t="inlineStr"><is><t>{}</t><rPh><t>a</t></rPh></is></c>',
+        'A1" t="inlineStr"><v>{}</v><is><t>{}</t></is></c>',
+        'A1" t="n"><v>{}</v></c><x/>',
+        'A1"/><v>{}</v>',
+        'A1" s="1" t="s"><v>{}</v></c></row>  <row r="3"/>\n<row r="4" spans="1:2">',
+    ]
+    filled = 0
+    for cell in cells:
+        for value in values:
+            text = cell.format(value, value)
+            for piece in (text.encode(), text.encode().replace(b"x", b"\xff")):
+                fr._PIECES.clear()
+                fr._PIECES_NEW.clear()
+                try:
+                    want: object = fr._read_cell_piece(piece)
+                except fr._Odd:
+                    want = "odd"
+                for _ in range(2):  # the form with the text left out read, then kept
+                    got = fr._read_filled(piece)
+                    if got is not None:
+                        filled += 1
+                        assert got == want, (piece, got, want)
+                        assert type(got[2]) is fr._Raw
+    assert filled > 100
+
+
+def test_pieces_kept_across_files(mixed: dict[str, Path]) -> None:
+    """Two files sharing most pieces, read one after the other (pieces and views kept
+    from the first): each answers as the reference reader does for it."""
+    from kpi_excel import fastread as fr
+
+    names = ["good", "text", "total", "fast", "good"]
+    _forget_pieces()
+    fr._VIEWS.clear()
+    for name in names:
+        data = mixed[name].read_bytes()
+        fast, ref = open_fast(data, name), open_book(data, name)
+        try:
+            assert fast.meta("_meta") == ref.meta("_meta"), name
+            sheet = ref.meta("_meta")["sheet"]
+            assert fast._scanned(sheet) is not None
+            for n, at in ref.names.items():
+                if at.sheet == sheet and not at.problem:
+                    got, want = fast.value(n), ref.value(n)
+                    assert got == want and type(got) is type(want), (name, n)
+            a = [
+                (c.coordinate, c.value, c.protection.locked)
+                for (c,) in fast.sheet_cells(sheet).iter_rows()
+            ]
+            b = [
+                (c.coordinate, c.value, c.protection.locked)
+                for r in ref.sheet_cells(sheet).iter_rows()
+                for c in r
+                if c.value is not None
+            ]
+            assert [x for x in a if x[1] is not None] == b, name
+        finally:
+            fast.close()
+            ref.close()
+    assert fr._PIECES  # pieces seen in more than one file were kept
+
+
+def test_kept_pieces_are_immutable(mixed: dict[str, Path]) -> None:
+
+    book = open_fast(mixed["good"].read_bytes(), "good")
+    sheet = book.meta("_meta")["sheet"]
+    scan = book._scanned(sheet)
+    assert scan is not None
+    raw = scan.entries[0][2]
+    with pytest.raises(AttributeError):
+        raw.v = "1"  # type: ignore[misc]
+    (cell,) = next(iter(book.sheet_cells(sheet).iter_rows()))
+    with pytest.raises(AttributeError):
+        cell.value = 1
+    assert all(type(e) is tuple for e in scan.entries)
+    book.close()
+
+
+def test_piece_memo_is_bounded() -> None:
+    from kpi_excel import fastread as fr
+
+    _forget_pieces()
+    for k in range(fr._PIECES_NEW_MAX * 3):
+        content = f'<row r="{k + 1}"><c r="A{k + 1}"><v>{k}</v></c><c r="B{k + 1}" s="1"/></row>'
+        assert _fast_scan(_sheet_part(content)) != "odd"
+    assert len(fr._PIECES_NEW) <= fr._PIECES_NEW_MAX
+    assert len(fr._PIECES) <= fr._PIECES_MAX
+    long = "x" * (fr._PIECE_KEPT_MAX + 1)
+    for _ in range(3):
+        assert (
+            _fast_scan(
+                _sheet_part(f'<row r="1"><c r="A1" t="inlineStr"><is><t>{long}</t></is></c></row>')
+            )
+            != "odd"
+        )
+    assert not any(len(p) > fr._PIECE_KEPT_MAX for p in [*fr._PIECES, *fr._PIECES_NEW])

@@ -10,7 +10,9 @@ python-calamine reads them. Unchanged parts of the zip must be byte-identical.
 
 from __future__ import annotations
 
+import copy
 import io
+import os
 import warnings
 import zipfile
 from decimal import Decimal
@@ -21,6 +23,7 @@ import openpyxl
 import pytest
 import python_calamine
 
+from kpi_excel import fastwrite
 from kpi_excel.fastwrite import CompiledWorkbook, Unsupported, ZipEntry, zip_bytes
 from kpi_excel.generate import FormGenerator, generate_command
 from kpi_excel.meta import locked_cells_from_openpyxl, read_meta, verify
@@ -209,6 +212,117 @@ def test_fast_writer_equals_reference(ref: str) -> None:
     assert fast.fallbacks == 0
 
 
+@pytest.mark.parametrize("ref", TEMPLATES, ids=lambda r: Path(r).stem)
+def test_blank_form_path_equals_slot_by_slot(ref: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The blank form's path (frames kept by targets and heights, the fingerprint's
+    static runs, the zip records) gives the bytes of the slot-by-slot path, for
+    employees sharing targets or fields or not, the same employee again (from the
+    caches), and with frames evicted (a cache of two)."""
+    monkeypatch.setattr(fastwrite, "_FRAMES", 2)
+    gen = _gen(ref)
+    fast = CompiledWorkbook(gen)
+    emps = _employees(gen)
+    plain, wide = emps[0], emps[1]
+    # same targets as `wide`, other fields; same fields as `plain`, other targets
+    twin = copy.deepcopy(wide)
+    twin.fields.update(name="王芳", department="质检部", employee_id="E9101")
+    moved = copy.deepcopy(plain)
+    for name in moved.targets:
+        moved.targets[name] = wide.targets[name]
+    long_name = copy.deepcopy(plain)
+    long_name.fields.update(name="名" * 40, position="岗" * 50, employee_id="E9102")
+    for emp in [*emps, twin, moved, long_name, *emps, plain]:
+        assert fast.to_bytes(emp) == fast._general_bytes(emp, None), emp.employee_id
+    assert fast.fallbacks == 0
+
+
+def test_rule_text_naming_a_field(tmp_path: Path) -> None:
+    """A rule text that names a roster field: its texts follow the field too, so
+    employees with the same targets but other departments get their own texts."""
+    src = builtin_forms()["cs_manager_monthly_kpi"].read_text(encoding="utf-8")
+    assert src.count("目标{{ target }}分") == 1
+    path = tmp_path / "named_field.yaml"
+    path.write_text(
+        src.replace("目标{{ target }}分", "{{ department }}目标{{ target }}分"), "utf-8"
+    )
+    gen = _gen(str(path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast = CompiledWorkbook(gen)
+    a = example_employee(gen.form, department="客服部")
+    b = example_employee(gen.form, department="质检部", employee_id="E2")
+    for emp in (a, b, a):
+        got = fast.to_bytes(emp)
+        assert got == fast._general_bytes(emp, None)
+        assert_same_workbook(got, gen.reference_to_bytes(emp))
+
+
+def test_blank_form_path_checks_its_frames(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A frame that went wrong is caught: the comparison above can fail."""
+    gen = _gen("cs_manager_monthly_kpi")
+    fast = CompiledWorkbook(gen)
+    emp = example_employee(gen.form, name="王芳")
+    real = fastwrite._frame
+
+    def off_by_one(groups: list[Any], fill: Any) -> Any:
+        frame = real(groups, fill)
+        if isinstance(frame[-1], tuple):  # a CRC over other bytes
+            frame[-1] = (frame[-1][0] + b" ", frame[-1][1])
+        return frame
+
+    monkeypatch.setattr(fastwrite, "_frame", off_by_one)
+    fast._frame_cache.clear()
+    assert fast.to_bytes(emp) != fast._general_bytes(emp, None)
+    with pytest.raises(Unsupported, match="空白表"):
+        CompiledWorkbook(gen)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "张伟",
+        "tab\there",
+        "line\nbreak",
+        "bell\x07",
+        "\x00",
+        "\x1f end",
+        "\x7f",
+        "_x0041_",
+        "A_x00e9_B",
+        "_X0041_",
+        "_x004_",
+        "_x00G1_",
+        "\ufffe",
+        "\uffff",
+        "\u3000全角空格",
+        "\u200b零宽",
+        "\ud7ff\ue000",
+        "emoji 😀",
+        "a\u2028b",
+    ],
+)
+def test_needs_escape_is_what_xlsxwriter_rewrites(text: str) -> None:
+    from xlsxwriter.xmlwriter import XMLwriter
+
+    assert fastwrite._needs_escape(text) == (XMLwriter._escape_control_characters(text) != text)
+
+
+def test_write_file_is_write_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = bytes(range(256)) * 400
+    a, b = tmp_path / "a.xlsx", tmp_path / "b.xlsx"
+    a.write_bytes(data)
+    fastwrite.write_file(str(b), data)
+    assert b.read_bytes() == data
+    assert b.stat().st_mode == a.stat().st_mode
+    fastwrite.write_file(b, b"short")  # an existing file is truncated
+    assert b.read_bytes() == b"short"
+    real = os.write
+    monkeypatch.setattr(os, "write", lambda fd, d: real(fd, bytes(d[:1000])))  # short writes
+    fastwrite.write_file(b, data)
+    assert b.read_bytes() == data
+
+
 def test_probe_data_does_not_leak() -> None:
     gen = _gen("cs_manager_monthly_kpi")
     fast = CompiledWorkbook(gen)
@@ -349,6 +463,31 @@ def test_generate_command_in_worker_processes(tmp_path: Path) -> None:
     assert all(a.read_bytes() == b.read_bytes() for a, b in zip(one, two, strict=True))
 
 
+def test_generate_command_in_fresh_worker_processes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Where workers are not forked, each rebuilds the generator and gets its
+    employees pickled: the same files."""
+    import multiprocessing
+
+    if "spawn" not in multiprocessing.get_all_start_methods():
+        pytest.skip("no spawn start method")
+    rows = ["工号,姓名,部门,岗位,考核人,sales_rate.target"]
+    rows += [f"E{i:03d},员工{i},部门{i % 3},客服经理,李娜,{100 + i % 4 * 10}" for i in range(12)]
+    roster = tmp_path / "r.csv"
+    roster.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    one = generate_command(
+        "cs_manager_monthly_kpi", roster, "2026-11", tmp_path / "one", secret=SECRET, workers=1
+    )
+    spawn = multiprocessing.get_context("spawn")
+    monkeypatch.setattr(multiprocessing, "get_context", lambda method=None: spawn)
+    two = generate_command(
+        "cs_manager_monthly_kpi", roster, "2026-11", tmp_path / "two", secret=SECRET, workers=2
+    )
+    assert [p.name for p in one] == [p.name for p in two]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(one, two, strict=True))
+
+
 def test_xlsm_form_fast(tmp_path: Path) -> None:
     pytest.importorskip("kpi_excel.vba")
     roster = tmp_path / "r.csv"
@@ -395,14 +534,14 @@ def test_worker_failure_leaves_output_untouched(
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    real = FormGenerator.write
+    real = FormGenerator.write_file
 
-    def flaky(self: FormGenerator, emp: Employee, path: Path) -> Path:
+    def flaky(self: FormGenerator, emp: Employee, path: str) -> None:
         if emp.employee_id == "E017":
-            raise OSError(28, "No space left on device", str(path))
-        return real(self, emp, path)
+            raise OSError(28, "No space left on device", path)
+        real(self, emp, path)
 
-    monkeypatch.setattr(FormGenerator, "write", flaky)
+    monkeypatch.setattr(FormGenerator, "write_file", flaky)
     with pytest.raises(KpiExcelError):
         generate_command("cs_manager_monthly_kpi", roster, "2026-11", out, workers=2)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]

@@ -257,6 +257,31 @@ def test_header_roster_fields_named(made: tuple[FormGenerator, Employee, bytes])
 # ------------------------------------------------------------------ meta and fingerprint
 
 
+def test_roster_json_is_json_dumps() -> None:
+    """The roster record of ``_meta`` is ``json.dumps(..., ensure_ascii=False,
+    sort_keys=True)`` (its encoder is made once)."""
+    emp = Employee(
+        7,
+        "名单.csv",
+        {"name": '欧阳 "娜娜"\n\\', "employee_id": "E1", "department": "A&B<部>\t", "z": "\x07"},
+        q=Decimal("8123.450"),
+        targets={"in_b_target": Decimal("1E+2"), "in_a_target": Decimal("0.125")},
+    )
+    gen = FormGenerator.from_ref("cs_manager_monthly_kpi", "2026-11")
+    got = json.loads(gen.meta_for(emp, "{}", "s")["roster_json"])
+    assert gen.meta_for(emp, "{}", "s")["roster_json"] == json.dumps(
+        got, ensure_ascii=False, sort_keys=True
+    )
+    assert got["fields"] == emp.fields and got["targets"] == {
+        "in_a_target": "0.125",
+        "in_b_target": "100",
+    }
+    for value in [got, {"b": [1, 2.5, None, True], "a": {"y": "😀", "x": "\ud800"}}, "\u2028"]:
+        assert generate_mod._ROSTER_JSON.encode(value) == json.dumps(
+            value, ensure_ascii=False, sort_keys=True
+        )
+
+
 def test_meta_keys_and_fingerprint(made: tuple[FormGenerator, Employee, bytes]) -> None:
     gen, emp, data = made
     wb = _book(data)
@@ -421,16 +446,16 @@ def test_failure_midway_leaves_output_untouched(
     out = tmp_path / "out"
     out.mkdir()
     (out / "keep.txt").write_text("x")
-    real = FormGenerator.write
+    real = FormGenerator.write_file
     calls = []
 
-    def flaky(self: FormGenerator, emp: Employee, path: Path) -> Path:
+    def flaky(self: FormGenerator, emp: Employee, path: str) -> None:
         calls.append(emp.employee_id)
         if len(calls) == 2:
-            raise OSError(28, "No space left on device", str(path))
-        return real(self, emp, path)
+            raise OSError(28, "No space left on device", path)
+        real(self, emp, path)
 
-    monkeypatch.setattr(FormGenerator, "write", flaky)
+    monkeypatch.setattr(FormGenerator, "write_file", flaky)
     with pytest.raises(KpiExcelError):
         generate_command("cs_manager_monthly_kpi", roster, "2026-11", out)
     assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]

@@ -169,6 +169,65 @@ def test_the_gate_is_cheap(forms: Forms) -> None:
     assert (time.perf_counter() - t0) / 50 < 0.01  # ~0.6 ms on a 2-core machine
 
 
+def test_unclosed_far_cell_tags_do_not_stall_the_gate(forms: Forms) -> None:
+    """Cell tags beyond Z999 with no ">" after them: each one used to be scanned to
+    the end of the sheet (minutes for a sheet of a few hundred KB, deflated to a few
+    KB). The gate's answer is unchanged; only the time."""
+    junk = b'<c r="AB1"' * 50_000  # 500 KB after the root element's end
+    data = rezip(forms.good, {SHEET: lambda b: b + junk})
+    t0 = time.process_time()
+    gate(data)
+    assert time.process_time() - t0 < 5  # was ~4 minutes
+
+
+@pytest.mark.parametrize("part", [SHEET, "xl/worksheets/sheet2.xml"])
+def test_a_local_header_naming_another_part_is_refused(
+    forms: Forms, tmp_path: Path, part: str
+) -> None:
+    """The gate inflates every worksheet and keeps it for the readers; a local header
+    whose name differs from the central directory's (zipfile refuses the part) must
+    still refuse the file, on both read paths."""
+    with zipfile.ZipFile(io.BytesIO(forms.good)) as z:
+        at = z.getinfo(part).header_offset + 30 + part.rindex("t")
+    data = bytearray(forms.good)
+    data[at : at + 1] = b"T"  # .../sheeT1.xml in the local header only
+    gate(bytes(data))  # the gate itself reads the bytes through the local header
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "表.xlsx").write_bytes(bytes(data))
+    for fast in (True, False):
+        coll = collect([tmp_path / "in"], out=tmp_path / f"{fast}.xlsx", fast=fast)
+        f = coll.files[0]
+        assert f.status == "rejected" and f.errors[0].kind == "bad_zip", (fast, f.reason)
+        assert "differ" in f.reason
+
+
+def test_a_directory_entry_pointing_into_the_last_bytes_is_refused(
+    forms: Forms, tmp_path: Path
+) -> None:
+    """A directory entry whose local header would start within the last 30 bytes (a
+    signature planted in the zip comment) is a damaged file, not a crash."""
+    import struct
+
+    data = bytes(forms.good)
+    comment = b"xx" + b"PK\x03\x04" + b"abc"
+    eocd = data.rfind(b"PK\x05\x06")
+    data = data[: eocd + 20] + struct.pack("<H", len(comment)) + comment
+    target = len(data) - len(comment) + 2
+    pos = struct.unpack_from("<I", data, eocd + 16)[0]
+    while data[pos : pos + 4] == b"PK\x01\x02":
+        n, m, k = struct.unpack_from("<HHH", data, pos + 28)
+        if data[pos + 46 : pos + 46 + n] == b"xl/styles.xml":
+            data = data[: pos + 42] + struct.pack("<I", target) + data[pos + 46 :]
+        pos += 46 + n + m + k
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "表.xlsx").write_bytes(data)
+    for fast in (True, False):
+        coll = collect([tmp_path / "in"], out=tmp_path / f"{fast}.xlsx", fast=fast)
+        f = coll.files[0]
+        assert f.status == "rejected" and f.errors[0].kind == "bad_zip", (fast, f.reason)
+        assert "xl/styles.xml" in f.reason
+
+
 # ------------------------------------------------------------------ on the disk
 
 

@@ -40,8 +40,8 @@ def _row(
         counted=counted,
         sources=[SourceRow(f"returned/{eid}.xlsx", 1234, 1_790_000_000.0, status)],
         scores=[
-            ScoreRow("total", "total", None, None, Decimal(total)),
-            ScoreRow("grade", "grade", None, None, "A"),
+            ScoreRow.of("total", "total", None, None, Decimal(total)),
+            ScoreRow.of("grade", "grade", None, None, "A"),
             ScoreRow("score_sales_rate", "score", "sales_rate", "sales_mgmt", Decimal("133.00")),
         ],
         anomalies=[

@@ -167,18 +167,19 @@ def test_a_crash_while_writing_the_ledger_keeps_the_old_one(
     (d / "王五.xlsx").write_bytes(forms.goods["E002"])
     (d / "赵六.xlsx").write_bytes(forms.goods["E003"])
     calls = {"n": 0}
-    real = ledger_mod._real
+    real = ledger_mod.Ledger._write_scores
 
-    def flaky(v: object) -> float | None:
+    def flaky(self: ledger_mod.Ledger, key: tuple[str, str], scores: list[object]) -> None:
         calls["n"] += 1
-        if calls["n"] == 40:  # in the middle of the second file's scores
+        if calls["n"] == 2:  # in the middle of the second file's scores
+            self.conn.execute("DELETE FROM scores WHERE sha256 = ? AND period = ?", key)
             raise OSError("the disk went away")
-        return real(v)
+        real(self, key, scores)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ledger_mod, "_real", flaky)
+    monkeypatch.setattr(ledger_mod.Ledger, "_write_scores", flaky)
     with pytest.raises(OSError):
         collect([d], out=out)
-    assert calls["n"] == 40
+    assert calls["n"] == 2
     assert _dump(db) == before  # one transaction: all or nothing
     assert out.read_bytes() == old_summary
 

@@ -1,0 +1,55 @@
+"""The spool file that keeps a collection's bulky parts out of memory."""
+
+from __future__ import annotations
+
+import pickle
+import random
+from decimal import Decimal
+
+import pytest
+
+from kpi_excel import spool as sp
+
+
+@pytest.mark.parametrize("pread", [True, False], ids=["pread", "seek-read"])
+def test_reads_interleaved_with_writes(monkeypatch: pytest.MonkeyPatch, pread: bool) -> None:
+    """Parts read back while others are still being written come back whole and in
+    place, whether the system reads at an offset or through the buffered file."""
+    if pread and not sp._PREAD:
+        pytest.skip("no positional reads on this system")
+    monkeypatch.setattr(sp, "_PREAD", pread)
+    rng = random.Random(7)
+    spool = sp._Spool()
+    kept: list[tuple[int, int, object]] = []
+    for i in range(2000):
+        obj = [Decimal(rng.randint(0, 10**6)) / 100 for _ in range(rng.randint(0, 80))] + [i]
+        data = pickle.dumps(obj)
+        kept.append((spool.put(data), len(data), obj))
+        if rng.random() < 0.3:
+            at, size, want = rng.choice(kept)
+            assert spool.get(at, size) == want
+    for at, size, want in kept:
+        assert spool.get(at, size) == want
+
+
+class _Result:
+    def __init__(self) -> None:
+        self.lines = [("a", Decimal("1.5"))]
+        self.scores: list[object] = []
+        self.as_typed = {"total": Decimal("99.5")}
+        self.coords = {"total": "K12"}
+        self.status = "accepted"
+
+
+def test_pack_keeps_parts_apart_and_empties_them() -> None:
+    r = sp.pack(_Result())
+    assert (r.lines, r.scores, r.as_typed, r.coords) == ([], [], {}, {})
+    assert sp.pack(r) is r  # packing twice keeps the first packing
+    again = pickle.loads(pickle.dumps(r))
+    seen: list[object] = []
+    (got,) = sp.spool_results([again], seen.append)
+    assert seen == [got]
+    assert list(got.lines) == [("a", Decimal("1.5"))] and len(got.lines) == 1
+    assert got.scores == []  # an empty part stays a plain empty list
+    assert dict(got.as_typed) == {"total": Decimal("99.5")} and got.coords["total"] == "K12"
+    assert "_packed" not in got.__dict__
