@@ -798,45 +798,56 @@ def _placeholders(text: str) -> frozenset[str]:
     return frozenset(placeholders(text))
 
 
+_RULE_KINDS = {
+    "linear": "线性",
+    "tiers": "分档",
+    "deduction": "扣分",
+    "nonoverlap": "扣分（不重叠）",
+    "level": "等级",
+    "rating": "评价",
+    "binary": "是否",
+    "reverse": "反向",
+    "manual": "人工评分",
+    "custom": "自定义",
+}
+
+
 @functools.lru_cache(maxsize=4096)  # the same rule texts recur form after form
-def _render_rule(method: str, ctx: tuple[tuple[str, str], ...], render: Any) -> str:
-    return render(method, dict(ctx))  # type: ignore[no-any-return]
+def _rule_line(
+    kind: str, method: str, ctx: tuple[tuple[str, str], ...], render: bool = True
+) -> str:
+    """The 计分规则 text of a line: the rule kind and the method with its placeholders
+    filled from ``ctx`` (only the names the method uses: they are the key)."""
+    if render and "{" in method:
+        try:
+            from kpi_excel.spec.text import render_text
+
+            method = render_text(method, dict(ctx))
+        except Exception:  # wording only: never let it stop a check
+            pass
+    method = " ".join(method.split())
+    word = _RULE_KINDS.get(kind, kind)
+    return f"{word}：{method}" if method else word
 
 
 def _rule_text(ind: m.Indicator, values: dict[str, object], extra: dict[str, object]) -> str:
-    r = ind.rule
-    kind = {
-        "linear": "线性",
-        "tiers": "分档",
-        "deduction": "扣分",
-        "nonoverlap": "扣分（不重叠）",
-        "level": "等级",
-        "rating": "评价",
-        "binary": "是否",
-        "reverse": "反向",
-        "manual": "人工评分",
-        "custom": "自定义",
-    }.get(r.kind, r.kind)
     method = ind.method
+    ctx: list[tuple[str, str]] = []
     if "{" in method:
         try:
-            from kpi_excel.spec.text import format_value, render_text
+            from kpi_excel.spec.text import format_value
 
             # the placeholders the text uses, formatted as spec.text.indicator_context
-            # does (an input of the indicator before a name of ``extra``); the key of
-            # the rendered text is only what it refers to
-            ctx = []
+            # does (an input of the indicator before a name of ``extra``)
             for k in sorted(_placeholders(method)):
                 spec = ind.inputs.get(k)
                 if spec is not None:
                     ctx.append((k, format_value(values.get(k), spec)))
                 elif k in extra:
                     ctx.append((k, format_value(extra[k])))
-            method = _render_rule(method, tuple(ctx), render_text)
-        except Exception:  # wording only: never let it stop a check
-            pass
-    method = " ".join(method.split())
-    return f"{kind}：{method}" if method else kind
+        except Exception:  # wording only: never let it stop a check (shown unfilled)
+            return _rule_line(ind.rule.kind, method, (), render=False)
+    return _rule_line(ind.rule.kind, method, tuple(ctx))
 
 
 # ------------------------------------------------------------------- the file check

@@ -38,10 +38,8 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import pickle
 import re
-import tempfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
@@ -59,7 +57,7 @@ from kpi_excel.read import (
     open_book,
 )
 
-__all__ = ["FastBook", "open_fast", "spool_results", "SpooledList", "SpooledDict"]
+__all__ = ["FastBook", "open_fast"]
 
 _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 
@@ -1230,124 +1228,3 @@ def open_fast(
 ) -> Book:
     """:func:`kpi_excel.read.open_book` (every check of its gate), answering fast."""
     return FastBook.of(open_book(data, source, limits=limits, path=path))
-
-
-# -- results kept on disk while a collection runs ------------------------------------------
-
-
-class _Spool:
-    """A temporary file of pickled results; it goes when the last list using it goes."""
-
-    def __init__(self) -> None:
-        # kept open for the life of the spool; the system deletes it when it closes
-        self._fh = tempfile.TemporaryFile(prefix="kpi-excel-")  # noqa: SIM115
-        self._end = 0
-
-    def put(self, value: Any) -> tuple[int, int]:
-        data = pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        self._fh.seek(self._end)
-        self._fh.write(data)
-        at = self._end
-        self._end += len(data)
-        return at, len(data)
-
-    def get(self, at: int, size: int) -> Any:
-        self._fh.seek(at)
-        return pickle.loads(self._fh.read(size))
-
-
-class SpooledList(Sequence[Any]):
-    """A list kept in a spool file, read back each time it is used (never kept in memory)."""
-
-    __slots__ = ("_spool", "_at", "_size", "_count")
-
-    def __init__(self, spool: _Spool, items: list[Any]) -> None:
-        self._spool = spool
-        self._at, self._size = spool.put(items)
-        self._count = len(items)
-
-    def _items(self) -> list[Any]:
-        return self._spool.get(self._at, self._size)  # type: ignore[no-any-return]
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __getitem__(self, i: Any) -> Any:
-        return self._items()[i]
-
-    def __iter__(self) -> Iterator[Any]:
-        return iter(self._items())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, SpooledList | list):
-            return list(self) == list(other)
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return repr(self._items())
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (list, (self._items(),))  # sent elsewhere: as the plain list
-
-
-class SpooledDict(Mapping[str, Any]):
-    """A dict kept in a spool file, as :class:`SpooledList`."""
-
-    __slots__ = ("_spool", "_at", "_size", "_count")
-
-    def __init__(self, spool: _Spool, items: dict[str, Any]) -> None:
-        self._spool = spool
-        self._at, self._size = spool.put(items)
-        self._count = len(items)
-
-    def _items(self) -> dict[str, Any]:
-        return self._spool.get(self._at, self._size)  # type: ignore[no-any-return]
-
-    def __len__(self) -> int:
-        return self._count
-
-    def __getitem__(self, key: str) -> Any:
-        return self._items()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items())
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Mapping):
-            return dict(self.items()) == dict(other.items())
-        return NotImplemented
-
-    def __repr__(self) -> str:
-        return repr(self._items())
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (dict, (self._items(),))
-
-
-def spool_results(results: Iterable[Any]) -> list[Any]:
-    """The results of a collection, as they arrive, with their bulky parts (indicator
-    lines, scores, recomputed values) moved to a temporary file: memory stays flat
-    however many files are collected. The lists and dicts read back on use."""
-    spool = _Spool()
-    shared: dict[Any, Any] = {}  # one copy of what every form of a template repeats
-    out = []
-    for res in results:
-        for name, kind in (
-            ("lines", SpooledList),
-            ("scores", SpooledList),
-            ("as_typed", SpooledDict),
-            ("coords", SpooledDict),
-        ):
-            value = getattr(res, name, None)
-            if value:
-                setattr(res, name, kind(spool, value))  # type: ignore[arg-type]
-        for name in ("template_id", "template_version", "template_title", "composition",
-                     "department", "position", "period", "sheet", "status", "value_engine"):  # fmt: skip
-            value = getattr(res, name, None)
-            if isinstance(value, str):
-                setattr(res, name, shared.setdefault(value, value))
-        grades = getattr(res, "grades", None)
-        if isinstance(grades, list) and grades:
-            res.grades = shared.setdefault(("grades", *grades), grades)
-        out.append(res)
-    return out

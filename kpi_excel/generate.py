@@ -63,7 +63,10 @@ _RESERVED = (
     | {f"LPT{i}" for i in range(1, 10)}
 )
 _BAD = re.compile(r'[<>:"/\\|?*\x00-\x1f\x7f]')
-MAX_NAME = 100
+MAX_NAME = 100  # characters
+#: bytes of UTF-8: Linux and macOS file systems hold 255 bytes a name (Windows 255
+#: UTF-16 units); kept below it, so a name can still take a _2 and the like
+MAX_BYTES = 240
 
 
 def safe_filename(stem: str, suffix: str = ".xlsx", limit: int = MAX_NAME) -> str:
@@ -82,9 +85,19 @@ def safe_filename(stem: str, suffix: str = ".xlsx", limit: int = MAX_NAME) -> st
     if s.split(".")[0].upper() in _RESERVED:
         s = s + "_"
     room = limit - len(suffix)
-    if len(s) > room:
-        s = s[:room].rstrip(". ")
+    byte_room = MAX_BYTES - len(suffix.encode("utf-8"))
+    if len(s) > room or len(s.encode("utf-8")) > byte_room:
+        s = _clip(s, room, byte_room).rstrip(". ") or "_"
     return s + suffix
+
+
+def _clip(text: str, chars: int, nbytes: int) -> str:
+    """The longest start of ``text`` within ``chars`` characters and ``nbytes`` bytes
+    of UTF-8 (a name of Chinese characters takes three bytes a character)."""
+    text = text[: max(chars, 0)]
+    while len(text.encode("utf-8")) > nbytes:
+        text = text[: -max(1, (len(text.encode("utf-8")) - nbytes) // 3)]
+    return text
 
 
 def form_filename(period: str, emp: Employee, suffix: str = ".xlsx") -> str:
@@ -96,9 +109,10 @@ def form_filename(period: str, emp: Employee, suffix: str = ".xlsx") -> str:
     dept, name, eid = emp.department, emp.name, emp.employee_id
     head, tail = f"{period}_", f"_{eid}"
     room = MAX_NAME - len(suffix) - len(head) - len(tail) - 1
-    if len(dept) + len(name) > room:
-        name = name[: max(8, room // 2)]
-        dept = dept[: max(1, room - len(name))]
+    byte_room = MAX_BYTES - len(f"{suffix}{head}{tail}_".encode())
+    if len(dept) + len(name) > room or len(f"{dept}{name}".encode()) > byte_room:
+        name = _clip(name, max(8, room // 2), max(24, byte_room // 2))
+        dept = _clip(dept, max(1, room - len(name)), max(3, byte_room - len(name.encode())))
     return safe_filename(f"{head}{dept}_{name}{tail}", suffix)
 
 
@@ -375,15 +389,26 @@ def generate_command(
     employees = load_roster(roster, gen.form, targets)
 
     names: list[str] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, int] = {}  # every name given so far (casefolded) -> copies of it
     for emp in employees:
         n = form_filename(gen.period.key, emp, suffix)
         key = n.casefold()  # Windows and macOS file names are case-insensitive
         if key in seen:
-            seen[key] += 1
-            n = safe_filename(f"{Path(n).stem}_{seen[key]}", suffix)
-        else:
-            seen[key] = 1
+            # the next free _2, _3 …: never a name given to another form (one whose
+            # own name ends in _2), which it would overwrite
+            k = seen[key]
+            stem = Path(n).stem
+            while True:
+                k += 1
+                tail = f"_{k}"  # kept whole: a name cut to fit keeps its number
+                room = MAX_NAME - len(suffix) - len(tail)
+                head = _clip(stem, room, MAX_BYTES - len(suffix) - len(tail)).rstrip(". ")
+                cand = safe_filename(head + tail, suffix)
+                if cand.casefold() not in seen:
+                    break
+            seen[key] = k
+            n = cand
+        seen.setdefault(n.casefold(), 1)
         names.append(n)
 
     out = Path(out)

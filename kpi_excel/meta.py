@@ -244,7 +244,18 @@ def fingerprint(
     """HMAC-SHA256 (hex) over :func:`fingerprint_text`. ``secret=None`` resolves it."""
     key = resolve_secret(secret)
     text = fingerprint_text(template_version, locked_cells, meta)
-    return hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+    keyed = _KEYED.get(key)
+    if keyed is None:  # the key schedule once per key: each form copies it
+        if len(_KEYED) >= 16:
+            _KEYED.clear()
+        keyed = _KEYED[key] = hmac.new(key, digestmod=hashlib.sha256)
+    h = keyed.copy()
+    h.update(text.encode("utf-8"))
+    return h.hexdigest()
+
+
+#: HMAC-SHA256 objects keyed and not yet fed, per key
+_KEYED: dict[bytes, hmac.HMAC] = {}
 
 
 def verify(

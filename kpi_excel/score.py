@@ -21,10 +21,12 @@ Cell names (workbook-level defined names in generated forms):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import cached_property
+from operator import is_
+from typing import Any
 
 from kpi_excel.rules.kinds import build_rule, is_number, lookup
 from kpi_excel.rules.tree import (
@@ -34,12 +36,14 @@ from kpi_excel.rules.tree import (
     Cmp,
     Func,
     Node,
+    Program,
     Ref,
-    SheetError,
     Text,
     Value,
+    compile_cells,
     num,
     report,
+    run_cells,
 )
 from kpi_excel.spec import model as m
 
@@ -49,6 +53,7 @@ __all__ = [
     "CompiledForm",
     "compile_form",
     "evaluate",
+    "evaluate_reference",
     "NA_YES",
     "NA_NO",
     "NOT_APPLICABLE",
@@ -101,6 +106,31 @@ class CompiledForm:
     def constants(self) -> dict[str, Value]:
         """Values every form carries that are not inputs (none at present)."""
         return {}
+
+    def program(self) -> Program:
+        """The cells compiled for :func:`evaluate`, built on first use.
+
+        Kept with the very input and cell objects it was built from (all immutable),
+        and rebuilt if the lists no longer hold exactly those objects. Not pickled:
+        a copy rebuilds it when first used.
+        """
+        got = self.__dict__.get("_program")
+        if got is not None and _same(got[0], self.inputs) and _same(got[1], self.cells):
+            return got[2]  # type: ignore[no-any-return]
+        inputs, cells = tuple(self.inputs), tuple(self.cells)
+        program = compile_cells([i.name for i in inputs], [(c.name, c.expr) for c in cells])
+        self.__dict__["_program"] = (inputs, cells, program)
+        return program
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_program", None)
+        return state
+
+
+def _same(kept: tuple[object, ...], now: Sequence[object]) -> bool:
+    """The same objects in the same order (identity: equal Decimals may differ in form)."""
+    return len(kept) == len(now) and all(map(is_, kept, now))
 
 
 def input_name(ind: str, key: str) -> str:
@@ -263,7 +293,9 @@ def compile_form(form: m.Form) -> CompiledForm:
                 if ind.id in eff:
                     wname = f"w_{ind.id}"
                     cf.cells.append(
-                        ComputedCell(wname, eff[ind.id], "weight", ind.id, sec.id, "有效权重", "0.00%")
+                        ComputedCell(
+                            wname, eff[ind.id], "weight", ind.id, sec.id, "有效权重", "0.00%"
+                        )
                     )
                     weight: Node = Ref(wname)
                 else:
@@ -307,10 +339,19 @@ def compile_form(form: m.Form) -> CompiledForm:
         for band in reversed(form.grades):
             grade = IF(Cmp(">=", Ref("total"), num(band.min)), Text(band.grade), grade)
         cf.cells.append(
-            ComputedCell("grade", IF(is_number("total"), grade, Text(EMPTY)), "grade", label="等级", number_format="@")
+            ComputedCell(
+                "grade",
+                IF(is_number("total"), grade, Text(EMPTY)),
+                "grade",
+                label="等级",
+                number_format="@",
+            )
         )
         if any(b.coefficient is not None for b in form.grades):
-            table = {b.grade: (b.coefficient if b.coefficient is not None else Decimal(0)) for b in form.grades}
+            table = {
+                b.grade: (b.coefficient if b.coefficient is not None else Decimal(0))
+                for b in form.grades
+            }
             cf.cells.append(ComputedCell("coef", lookup("grade", table), "coef", label="绩效系数"))
             if form.pay is not None and "hdr_q" in cf.input_by_name:
                 pay = IF(
@@ -332,16 +373,21 @@ def evaluate(
     (``#DIV/0!``), as the sheet would show it. Cells in ``fixed`` keep the given value
     instead of their formula (a formula someone typed a number over), and the cells
     that depend on them follow, as in the sheet.
+
+    Runs the form's compiled cells (:meth:`CompiledForm.program`); the results are
+    those of :func:`evaluate_reference`, the tree interpreter.
     """
-    env: dict[str, Value] = dict(cf.constants())
-    for inp in cf.inputs:
-        env[inp.name] = values.get(inp.name)
-    for cell in cf.cells:
-        if fixed and cell.name in fixed:
-            env[cell.name] = fixed[cell.name]
-            continue
-        try:
-            env[cell.name] = cell.expr.evaluate(env)
-        except SheetError as e:
-            env[cell.name] = e.code
-    return env
+    return cf.program()(values, fixed, cf.constants())
+
+
+def evaluate_reference(
+    cf: CompiledForm, values: Mapping[str, Value], fixed: Mapping[str, Value] | None = None
+) -> dict[str, Value]:
+    """:func:`evaluate` by walking each cell's expression tree (``Node.evaluate``)."""
+    return run_cells(
+        [i.name for i in cf.inputs],
+        [(c.name, c.expr) for c in cf.cells],
+        values,
+        fixed,
+        cf.constants(),
+    )

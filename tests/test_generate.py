@@ -432,6 +432,25 @@ def test_form_filename_rule() -> None:
     assert len(n) <= 100 and n.startswith("2026-Q4_部") and n.endswith("_E1002.xlsx")
 
 
+def test_files_with_the_same_name_never_overwrite_each_other(tmp_path: Path) -> None:
+    """Names that collide (characters a file name cannot hold) get _2, _3 …; a
+    numbered name is never one another employee has, and a long name keeps its number."""
+    long = "部" * 120
+    roster = tmp_path / "r.csv"
+    roster.write_text(
+        "工号,姓名,部门,岗位,考核人\n"
+        "A/1,张伟,客服部,经理,李娜\n"  # A/1 and A_1 are one file name
+        "A_1,张伟,客服部,经理,李娜\n"
+        "A_1_2,张伟,客服部,经理,李娜\n"  # the name the second one would get
+        f"L/1,王芳,{long},经理,李娜\n"  # as long as a name may be
+        f"L_1,王芳,{long},经理,李娜\n",
+        encoding="utf-8",
+    )
+    made = generate_command("cs_manager_monthly_kpi", roster, "2026-11", tmp_path / "out")
+    names = [p.name for p in made]
+    assert len({n.casefold() for n in names}) == len(names) == 5, names
+    assert len(list((tmp_path / "out").iterdir())) == 5
+    assert all(len(n) <= 100 for n in names)
 # ------------------------------------------------------------------ all or nothing
 
 
