@@ -41,7 +41,7 @@ import unicodedata
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -2174,16 +2174,18 @@ def _storable(v: Any) -> Any:
     return _SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v
 
 
-def _ledger_scores(f: FileResult) -> list[ScoreRow]:
+def _ledger_scores(scores: Iterable[ScoreRow]) -> list[ScoreRow]:
     """A file's scores as the ledger stores them (text as SQLite can store it)."""
-    return [s if type(s[4]) is not str else ScoreRow.of(*s[:4], _storable(s[4])) for s in f.scores]
+    return [s if type(s[4]) is not str else ScoreRow.of(*s[:4], _storable(s[4])) for s in scores]
 
 
-def _file_row(f: FileResult) -> FileRow:
+def _file_row(f: FileResult, staged: Container[tuple[str, str]] = ()) -> FileRow:
+    """A file's ledger row; without its scores when they were staged already."""
     t = _storable
+    period = t(f.period) if f.identified else ""
     return FileRow(
         sha256=f.sha256,
-        period=t(f.period) if f.identified else "",
+        period=period,
         status=f.status,
         reason=t(f.reason),
         employee_id=t(f.employee_id) or None,
@@ -2198,7 +2200,7 @@ def _file_row(f: FileResult) -> FileRow:
         pay=f.pay,
         counted=f.counted and f.status != REJECTED,
         sources=[SourceRow(t(f.path), f.size, f.mtime, f.status, t(f.reason))],
-        scores=_ledger_scores(f),
+        scores=[] if (f.sha256, period) in staged else _ledger_scores(f.scores),
         anomalies=[
             AnomalyRow(t(i.path), t(i.cell), t(i.address), i.kind, i.severity, t(i.message))
             for i in f.issues
@@ -2206,17 +2208,20 @@ def _file_row(f: FileResult) -> FileRow:
     )
 
 
-def _ledger_rows(files: list[FileResult]) -> Iterator[FileRow]:
+def _ledger_rows(
+    files: list[FileResult], staged: Container[tuple[str, str]] = ()
+) -> Iterator[FileRow]:
     """One row per (sha256, period); identical copies become several sources of one row.
 
     Rows are made one at a time (each file's scores are read back as its row is
-    written), so the ledger is written in flat memory. Copies of one file sort together
-    (same bytes: same period), so a row is complete when the next key starts.
+    written, unless ``staged`` in the ledger already), so the ledger is written in flat
+    memory. Copies of one file sort together (same bytes: same period), so a row is
+    complete when the next key starts.
     """
     order = {ACCEPTED: 0, WARNING: 1, REJECTED: 2}
     kept: FileRow | None = None
     for f in sorted(files, key=lambda f: (f.sha256, order[f.status], f.path)):
-        row = _file_row(f)
+        row = _file_row(f, staged)
         if kept is not None and (row.sha256, row.period) == (kept.sha256, kept.period):
             kept.counted = kept.counted or row.counted
             kept.sources += row.sources
@@ -2269,14 +2274,16 @@ def collect(
         if write and ledger_path is not None:
             led = stack.enter_context(Ledger(ledger_path))
 
-        def arrived(res: FileResult) -> None:
-            if led is not None:
-                its_period = _storable(res.period) if res.identified else ""
-                led.stage_scores(res.sha256, its_period, _ledger_scores(res))
-            if on_file is not None:
-                on_file(res)
+        def stage(res: FileResult, scores: list[ScoreRow]) -> None:
+            assert led is not None
+            its_period = _storable(res.period) if res.identified else ""
+            led.stage_scores(res.sha256, its_period, _ledger_scores(scores))
 
-        files = spool_results(_check_all(sources, secret, limits, workers, fast), arrived)
+        files = spool_results(
+            _check_all(sources, secret, limits, workers, fast),
+            on_file,
+            stage if led is not None else None,
+        )
         chosen = _choose_period(files, period)
         ids = {r["employee_id"] for r in roster_rows} if roster_rows is not None else None
         _cross_checks(files, chosen, ids)
@@ -2311,7 +2318,7 @@ def collect(
                     f"强制分布比例中的等级 {'、'.join(unknown)} 不是模板的等级（{'、'.join(sorted(known))}），已忽略"
                 )
         if led is not None:
-            led.record(_ledger_rows(files))
+            led.record(_ledger_rows(files, led.staged))
             coll.trend = led.trend()
             coll.ledger_path = str(ledger_path)
         if write and out is not None:

@@ -251,6 +251,11 @@ class Ledger:
         self._staged.add(key)
         self._write_scores(key, scores)
 
+    @property
+    def staged(self) -> frozenset[tuple[str, str]]:
+        """(sha256, period) of the files whose scores are staged for the next record."""
+        return frozenset(self._staged)
+
     def _write_scores(self, key: tuple[str, str], scores: Iterable[ScoreRow]) -> None:
         c = self.conn
         c.execute("DELETE FROM scores WHERE sha256 = ? AND period = ?", key)

@@ -152,18 +152,26 @@ class SpooledDict(Mapping[str, Any]):
 
 
 _KINDS = {list: SpooledList, dict: SpooledDict}
+_SCORES = [name for name, _e in BULKY].index("scores")
 
 
-def spool_results(results: Iterable[Any], on_file: Any = None) -> list[Any]:
+def spool_results(
+    results: Iterable[Any], on_file: Any = None, on_scores: Any = None
+) -> list[Any]:
     """The results of a collection, as they arrive, with their bulky parts moved to a
     temporary file (packed here if the worker did not): memory stays flat however many
     files are collected. The lists and dicts read back on use. ``on_file`` is called
-    with each result once it is spooled."""
+    with each result once it is spooled; ``on_scores`` first, with the result and its
+    scores (read from the packed bytes, not back from the file)."""
     spool = _Spool()
     shared: dict[Any, Any] = {}  # one copy of what every form of a template repeats
     out = []
     for res in results:
         data, sizes, counts = pack(res).__dict__.pop(_PACKED)
+        if on_scores is not None:
+            start = sum(sizes[:_SCORES])
+            size = sizes[_SCORES]
+            on_scores(res, pickle.loads(data[start : start + size]) if size else [])
         at = spool.put(data)
         for (name, empty), size, count in zip(BULKY, sizes, counts, strict=True):
             if size:

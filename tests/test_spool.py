@@ -53,3 +53,15 @@ def test_pack_keeps_parts_apart_and_empties_them() -> None:
     assert got.scores == []  # an empty part stays a plain empty list
     assert dict(got.as_typed) == {"total": Decimal("99.5")} and got.coords["total"] == "K12"
     assert "_packed" not in got.__dict__
+
+
+def test_scores_are_handed_over_from_the_packed_bytes() -> None:
+    r = _Result()
+    r.scores = [("total", Decimal("88.50")), ("grade", "B")]
+    seen: list[tuple[object, list[object]]] = []
+    got = sp.spool_results([pickle.loads(pickle.dumps(sp.pack(r)))], None,
+                           lambda res, scores: seen.append((res, scores)))  # fmt: skip
+    assert len(seen) == 1 and seen[0][0] is got[0]
+    assert seen[0][1] == [("total", Decimal("88.50")), ("grade", "B")] == list(got[0].scores)
+    empty = sp.spool_results([_Result()], None, lambda res, scores: seen.append((res, scores)))
+    assert seen[-1] == (empty[0], [])
