@@ -144,7 +144,7 @@ class NameRef:
     col: int = 0  # 1-based
     problem: str | None = None
 
-    @property
+    @functools.cached_property  # names are shared by every form of a workbook.xml
     def address(self) -> str:
         """``'Sheet'!C7`` for messages, or the raw text when it is not one cell."""
         if self.sheet is None or self.coord is None:
