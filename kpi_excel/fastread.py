@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
-from kpi_excel.meta import canonical
 from kpi_excel.read import (
     DEFAULT_LIMITS,
     Book,
@@ -54,6 +53,7 @@ from kpi_excel.read import (
     _number_text,
     _read_member,
     _rels,
+    meta_text,
     open_book,
 )
 
@@ -1139,17 +1139,8 @@ class FastBook(Book):
             if row != 1 and first[0] & (_COLS - 1) == 1:  # the key in column A
                 key = cells[first[1]][0]
                 if key is not None and key != "":
-                    parts = []
-                    for piece in entries[i + 1 : end]:
-                        v = cells[piece[1]][0]
-                        if v is None:
-                            continue
-                        parts.append(
-                            v
-                            if isinstance(v, str)
-                            else canonical(str(v) if isinstance(v, CellError) else v)
-                        )
-                    out[str(key) if isinstance(key, str) else canonical(key)] = "".join(parts)
+                    parts = [cells[piece[1]][0] for piece in entries[i + 1 : end]]
+                    out[meta_text(key)] = "".join(meta_text(v) for v in parts if v is not None)
             i = end
         return out
 

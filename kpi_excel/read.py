@@ -152,6 +152,16 @@ class NameRef:
         return f"{self.sheet}!{self.coord}"
 
 
+def meta_text(value: object) -> str:
+    """A ``_meta`` cell's value as text: numbers (a spreadsheet may have stored a value
+    as one) as their canonical text, as :func:`kpi_excel.meta.read_meta` reads them."""
+    if isinstance(value, str):
+        return value
+    from kpi_excel.meta import canonical
+
+    return canonical(str(value) if isinstance(value, CellError) else value)
+
+
 @functools.lru_cache(maxsize=65536)  # the same coordinates, file after file
 def _row_col(coord: str) -> tuple[int, int]:
     """(row, column) of a cell reference such as ``B7`` (1-based)."""
@@ -1276,7 +1286,6 @@ class Book:
         Row 1 is a header; a value continued over columns C, D, … is joined. Numbers
         come back as their canonical text, as :func:`kpi_excel.meta.read_meta` does.
         """
-        from kpi_excel.meta import canonical
 
         cells = self.xml_cells(sheet)
         rows: dict[int, dict[int, object]] = {}
@@ -1294,17 +1303,8 @@ class Book:
             key = row.get(1)
             if key is None or key == "":
                 continue
-            parts = []
-            for c in sorted(k for k in row if k > 1):
-                v = row[c]
-                if v is None:
-                    continue
-                parts.append(
-                    v
-                    if isinstance(v, str)
-                    else canonical(str(v) if isinstance(v, CellError) else v)
-                )
-            out[str(key) if isinstance(key, str) else canonical(key)] = "".join(parts)
+            parts = [row[c] for c in sorted(k for k in row if k > 1)]
+            out[meta_text(key)] = "".join(meta_text(v) for v in parts if v is not None)
         return out
 
     # -- values ---------------------------------------------------------------------------

@@ -633,17 +633,9 @@ def test_ledger_written_as_files_arrive_equals_one_written_at_the_end(
     with Ledger(ref) as led:
         led.record(_ledger_rows(coll.files))
 
-    def dump(db: Path) -> dict[str, list]:
-        con = sqlite3.connect(db)
-        try:
-            return {
-                t: sorted(con.execute(f"SELECT * FROM {t}").fetchall(), key=repr)
-                for t in ("files", "sources", "scores", "anomalies")
-            }
-        finally:
-            con.close()
+    from test_ledger import _dump
 
-    got, want = dump(out.with_suffix(".sqlite")), dump(ref)
+    got, want = _dump(out.with_suffix(".sqlite")), _dump(ref)
     assert len(got["scores"]) > 100
     for rows in (got, want):  # first seen: the time of each run
         rows["files"] = [r[:-1] for r in rows["files"]]
