@@ -753,8 +753,8 @@ def _same(cached: object, want: Value) -> bool:
         return isinstance(cached, str) and cached == want
     if isinstance(want, bool):
         return isinstance(cached, bool) and cached == want
-    if type(cached) is float and cached == want:
-        return True  # exactly equal (a float compares with a Decimal exactly)
+    if type(cached) is float and type(want) is Decimal and cached == float(want):
+        return True  # the double nearest to want: far within the tolerance below
     if isinstance(cached, bool) or not isinstance(cached, int | float):
         return False
     got = Decimal(repr(cached)) if isinstance(cached, float) else Decimal(cached)
