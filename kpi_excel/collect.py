@@ -1142,7 +1142,10 @@ def _check_integrity(
 
     now = ws.locked_cells()
     fp_meta = {k: v for k, v in meta.items() if k != "fingerprint"}
-    if fingerprint(ctx.secret, res.template_version, now, fp_meta) == meta.get("fingerprint", ""):
+    lines = ws.fingerprint_lines()
+    if fingerprint(
+        ctx.secret, res.template_version, now, fp_meta, cell_lines=lines
+    ) == meta.get("fingerprint", ""):
         return overwritten
     plan = _expected_plan(meta, tpl)
     expected = plan.locked_cells() if plan is not None else None

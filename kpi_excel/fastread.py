@@ -44,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
+from kpi_excel.meta import cell_line
 from kpi_excel.read import (
     DEFAULT_LIMITS,
     Book,
@@ -613,11 +614,16 @@ class _FastSheetCells(SheetCells):
     """:class:`~kpi_excel.read.SheetCells` from a scan: non-empty cells, one row each."""
 
     def __init__(
-        self, rows: list[tuple[_Cell]], by: dict[str, object], locked: list[tuple[str, object]]
+        self,
+        rows: list[tuple[_Cell]],
+        by: dict[str, object],
+        locked: list[tuple[str, object]],
+        lines: list[str],
     ) -> None:
         self.rows = rows
         self._by = by  # coordinate -> value, of the cells with a value
         self._locked = locked
+        self._lines = lines
 
     def iter_rows(self) -> Iterable[tuple[Any, ...]]:
         return iter(self.rows)
@@ -626,6 +632,11 @@ class _FastSheetCells(SheetCells):
         """:func:`kpi_excel.meta.locked_cells_from_openpyxl` of these cells (gathered
         as the cells were: one row of one cell each, in document order)."""
         return self._locked
+
+    def fingerprint_lines(self) -> list[str]:
+        """The locked cells' lines of the fingerprint text (:func:`kpi_excel.meta.cell_line`
+        of each, empty ones left out), kept per piece as the cells are."""
+        return self._lines
 
 
 def _openpyxl_view(raw: _Raw, shared: list[str], styles: _Styles) -> object:
@@ -716,7 +727,8 @@ class _Views:
     def __init__(self, shared: list[str], styles: _Styles | None, refs: frozenset[int]) -> None:
         self.shared, self.styles, self.refs = shared, styles, refs
         self.cells: dict[int, tuple[_Piece, object]] = {}  # Book.cell answers
-        self.rows: dict[int, tuple[_Piece, tuple[_Cell] | None]] = {}  # sheet_cells rows
+        #: sheet_cells rows, with each locked cell's line of the fingerprint text
+        self.rows: dict[int, tuple[_Piece, tuple[_Cell] | None, str]] = {}
         self.xml: dict[int, tuple[_Piece, tuple[object, str | None]]] = {}  # xml_cells
 
     def cell(self, piece: _Piece) -> object:
@@ -738,10 +750,17 @@ class _Views:
         rows: list[tuple[_Cell]] = []
         by: dict[str, object] = {}
         locked: list[tuple[str, object]] = []
+        lines: list[str] = []
         for piece in entries:
             got = kept.get(id(piece))
             if got is None or got[0] is not piece:
-                got = (piece, _sheet_row(piece, self.shared, styles))
+                row = _sheet_row(piece, self.shared, styles)
+                line = ""
+                if row is not None:
+                    cell = row[0]
+                    if cell.value is not None and cell.value != "" and cell.protection.locked:
+                        line = cell_line(cell.coordinate, cell.value)
+                got = (piece, row, line)
                 kept[id(piece)] = got
             row = got[1]
             if row is None:
@@ -753,7 +772,9 @@ class _Views:
                 by[piece[1]] = value
                 if value != "" and cell.protection.locked:
                     locked.append((cell.coordinate, value))
-        return _FastSheetCells(rows, by, locked)
+                    if got[2]:
+                        lines.append(got[2])
+        return _FastSheetCells(rows, by, locked, lines)
 
     def xml_cells(self, entries: list[_Piece]) -> dict[str, tuple[object, str | None]]:
         """:meth:`Book.xml_cells` of a scan."""

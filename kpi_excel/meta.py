@@ -200,35 +200,44 @@ def fingerprint_text(
     template_version: str,
     locked_cells: Iterable[tuple[str, object]],
     meta: Mapping[str, object],
+    *,
+    cell_lines: Iterable[str] | None = None,
 ) -> str:
     """The exact text the fingerprint is computed over (for tests and debugging).
 
     ``locked_cells`` must be in row-major order; empty values are skipped here too.
+    ``cell_lines``, when given, are the cells' lines already made (:func:`cell_line`
+    of each locked cell, the empty ones left out) and stand for ``locked_cells``.
     """
     lines = [_HEADER, f"template_version\t{_esc(str(template_version))}", "[cells]"]
-    memo = _TEXT_LINES
-    for coord, value in locked_cells:
-        if type(value) is str:
-            # text and formulas recur form after form: their lines are kept
-            line = memo.get((coord, value))
-            if line is None:
-                c = canonical(value)
-                line = f"{coord}\t{_esc(c)}" if c != "" else ""
-                if len(memo) >= 16384:
-                    memo.clear()
-                memo[(coord, value)] = line
+    if cell_lines is not None:
+        lines += cell_lines
+    else:
+        for coord, value in locked_cells:
+            line = cell_line(coord, value)
             if line:
                 lines.append(line)
-            continue
-        c = canonical(value)
-        if c == "":
-            continue
-        lines.append(f"{coord}\t{_esc(c)}")
     lines.append("[meta]")
     for key in sorted(k for k in meta if k != "fingerprint"):
         v = meta[key]
         lines.append(f"{_esc(str(key))}\t{_esc('' if v is None else str(v))}")
     return "\n".join(lines) + "\n"
+
+
+def cell_line(coord: str, value: object) -> str:
+    """One locked cell's line of the fingerprint text ("" for an empty value)."""
+    if type(value) is str:
+        # text and formulas recur form after form: their lines are kept
+        line = _TEXT_LINES.get((coord, value))
+        if line is None:
+            c = canonical(value)
+            line = f"{coord}\t{_esc(c)}" if c != "" else ""
+            if len(_TEXT_LINES) >= 16384:
+                _TEXT_LINES.clear()
+            _TEXT_LINES[(coord, value)] = line
+        return line
+    c = canonical(value)
+    return f"{coord}\t{_esc(c)}" if c != "" else ""
 
 
 #: (coordinate, text) -> its line of the fingerprint text ("" for none)
@@ -240,10 +249,12 @@ def fingerprint(
     template_version: str,
     locked_cells: list[tuple[str, object]],
     meta: Mapping[str, object],
+    *,
+    cell_lines: Iterable[str] | None = None,
 ) -> str:
     """HMAC-SHA256 (hex) over :func:`fingerprint_text`. ``secret=None`` resolves it."""
     key = resolve_secret(secret)
-    text = fingerprint_text(template_version, locked_cells, meta)
+    text = fingerprint_text(template_version, locked_cells, meta, cell_lines=cell_lines)
     keyed = _KEYED.get(key)
     if keyed is None:  # the key schedule once per key: each form copies it
         if len(_KEYED) >= 16:

@@ -1158,6 +1158,12 @@ class SheetCells:
 
         return locked_cells_from_openpyxl(self)
 
+    def fingerprint_lines(self) -> list[str]:
+        """The locked cells' lines of the fingerprint text, empty ones left out."""
+        from kpi_excel.meta import cell_line
+
+        return [line for line in (cell_line(c, v) for c, v in self.locked_cells()) if line]
+
 
 @dataclass
 class Book:

@@ -210,7 +210,7 @@ def test_statuses_cover_the_mix(mixed: dict[str, Path]) -> None:
 def test_book_answers_match(mixed: dict[str, Path]) -> None:
     """Below collect: every named cell's value, every cell of both sheets as openpyxl
     and as the XML reader sees them, and the meta."""
-    from kpi_excel.meta import locked_cells_from_openpyxl
+    from kpi_excel.meta import cell_line, locked_cells_from_openpyxl
 
     for name, path in mixed.items():
         data = path.read_bytes()
@@ -240,6 +240,10 @@ def test_book_answers_match(mixed: dict[str, Path]) -> None:
                 # the locked cells the fingerprint covers, gathered as the scan is read
                 locked = fast.sheet_cells(s.name).locked_cells()
                 assert locked == locked_cells_from_openpyxl(ref.sheet_cells(s.name)), name
+                # and their lines of the fingerprint text, kept per piece
+                want_lines = [ln for ln in (cell_line(c, v) for c, v in locked) if ln]
+                assert fast.sheet_cells(s.name).fingerprint_lines() == want_lines, name
+                assert ref.sheet_cells(s.name).fingerprint_lines() == want_lines, name
                 assert [type(v) for _c, v in locked] == [
                     type(v) for _c, v in ref.sheet_cells(s.name).locked_cells()
                 ]
