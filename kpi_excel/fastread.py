@@ -51,11 +51,11 @@ from kpi_excel.read import (
     CellError,
     Limits,
     SheetCells,
-    _number_text,
     _read_member,
     _rels,
     meta_text,
     open_book,
+    xml_value,
 )
 
 __all__ = ["FastBook", "open_fast"]
@@ -526,26 +526,7 @@ def _scan(data: bytes) -> _Scan:
 
 def _xml_view(raw: _Raw, shared: list[str]) -> tuple[object, str | None]:
     """(value, formula) as :meth:`Book.xml_cells` parses them."""
-    t, v, f = raw.t, raw.v, raw.f
-    value: object
-    if t == "s":
-        try:
-            value = shared[int(v or "")]
-        except (ValueError, IndexError):
-            value = None
-    elif t == "inlineStr":
-        value = raw.inline or ""
-    elif t == "str":
-        value = v or ""
-    elif t == "b":
-        value = (v or "").strip() in ("1", "true")
-    elif t == "e":
-        value = CellError(v or "#VALUE!")
-    elif v is None or v == "":
-        value = "" if f is not None else None
-    else:
-        value = _number_text(v)
-    return value, f
+    return xml_value(raw.t, raw.v, raw.f, raw.inline or "", lambda: shared), raw.f
 
 
 _NUMBER = re.compile(r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$")

@@ -40,7 +40,7 @@ import stat
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path, PurePosixPath
@@ -150,6 +150,31 @@ class NameRef:
         if self.sheet is None or self.coord is None:
             return self.text
         return f"{self.sheet}!{self.coord}"
+
+
+def xml_value(
+    t: str, v: str | None, f: str | None, inline: str, shared: Callable[[], list[str]]
+) -> object:
+    """A cell's value as the sheet XML gives it: type ``t``, the ``<v>`` text, the
+    formula text, the text of ``<is>``; ``shared`` gives the shared strings (asked for
+    only by a shared-string cell). :meth:`Book.xml_cells` and the fast reader both
+    answer through this."""
+    if t == "s":
+        try:
+            return shared()[int(v or "")]
+        except (ValueError, IndexError):
+            return None
+    if t == "inlineStr":
+        return inline
+    if t == "str":
+        return v or ""
+    if t == "b":
+        return (v or "").strip() in ("1", "true")
+    if t == "e":
+        return CellError(v or "#VALUE!")
+    if v is None or v == "":
+        return "" if f is not None else None
+    return _number_text(v)
 
 
 def meta_text(value: object) -> str:
@@ -1230,7 +1255,6 @@ class Book:
         if ref is None:
             return {}
         root = _parse_xml(self.zf, ref.part, self.limits)
-        shared = None
         out: dict[str, tuple[object, str | None]] = {}
         row_no = 0
         for row in root.iter():
@@ -1260,26 +1284,7 @@ class Book:
                         f_text = el.text or ""
                     elif tag == "is":
                         inline += [t_el.text or "" for t_el in el.iter() if _local(t_el.tag) == "t"]
-                value: object
-                if t == "s":
-                    if shared is None:
-                        shared = self.shared_strings()
-                    try:
-                        value = shared[int(v_text or "")]
-                    except (ValueError, IndexError):
-                        value = None
-                elif t == "inlineStr":
-                    value = "".join(inline)
-                elif t == "str":
-                    value = v_text or ""
-                elif t == "b":
-                    value = (v_text or "").strip() in ("1", "true")
-                elif t == "e":
-                    value = CellError(v_text or "#VALUE!")
-                elif v_text is None or v_text == "":
-                    value = "" if f_text is not None else None
-                else:
-                    value = _number_text(v_text)
+                value = xml_value(t, v_text, f_text, "".join(inline), self.shared_strings)
                 out[coord] = (value, f_text)
         self._xml_cells[sheet] = out
         return out
@@ -1454,8 +1459,3 @@ def read_book(path: Path, *, limits: Limits = DEFAULT_LIMITS) -> Book:
     """Open a workbook file: the size is checked before the file is read."""
     data = read_regular(path, limits)
     return open_book(data, str(path), limits=limits, path=path)
-
-
-def names_at(book: Book, names: Iterable[str]) -> dict[str, NameRef]:
-    """The subset of ``names`` defined in ``book`` (missing ones left out)."""
-    return {n: book.names[n] for n in names if n in book.names}
