@@ -521,3 +521,53 @@ def test_safe_text() -> None:
         assert safe_text(start + "1").startswith("'"), start
     assert safe_text("张三") == "张三" and safe_text(None) == ""
     assert safe_text("a\x00b\ud800c\uffff") == "a\ufffdb\ufffdc\ufffd"  # XML cannot carry these
+
+
+# -- reading a file: its size first, capped ---------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 27_360, 65_536, 65_537, (1 << 20) + 3])
+def test_read_regular_reads_the_whole_file(tmp_path: Path, size: int) -> None:
+    from kpi_excel.read import read_regular
+
+    p = tmp_path / "f.xlsx"
+    data = os.urandom(size)
+    p.write_bytes(data)
+    assert read_regular(p) == data
+
+
+def test_read_regular_caps_the_size(tmp_path: Path) -> None:
+    from kpi_excel.read import read_regular
+
+    p = tmp_path / "f.xlsx"
+    p.write_bytes(b"x" * 1000)
+    assert read_regular(p, Limits(max_file_bytes=1000)) == b"x" * 1000
+    p.write_bytes(b"x" * 1001)
+    with pytest.raises(UnreadableFile) as e:
+        read_regular(p, Limits(max_file_bytes=1000))
+    assert e.value.kind == "too_large"
+
+
+@pytest.mark.parametrize("grown", [1, 70_000])
+def test_read_regular_file_grown_after_its_size_was_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, grown: int
+) -> None:
+    """A file that grows between the size check and the read: all of it is read, up
+    to the cap, and a file grown past the cap is refused."""
+    from kpi_excel import read as read_mod
+
+    p = tmp_path / "f.xlsx"
+    data = os.urandom(5000 + grown)
+    p.write_bytes(data)
+    real_fstat = os.fstat
+
+    def stale(fd: int) -> os.stat_result:  # the size it had before it grew
+        st = list(real_fstat(fd))
+        st[6] = 5000  # st_size
+        return os.stat_result(st)
+
+    monkeypatch.setattr(read_mod.os, "fstat", stale)
+    assert read_mod.read_regular(p, Limits(max_file_bytes=10**6)) == data
+    with pytest.raises(UnreadableFile) as e:
+        read_mod.read_regular(p, Limits(max_file_bytes=5000 + grown - 1))
+    assert e.value.kind == "too_large"
