@@ -499,6 +499,9 @@ class IndicatorLine(NamedTuple):
     full: Decimal
     rule: str
 
+    def __reduce__(self) -> tuple[type, tuple[object, ...]]:
+        return IndicatorLine, tuple(self)  # pickled as the plain tuple: ~2x faster
+
 
 @dataclass
 class FileResult:
@@ -1140,17 +1143,17 @@ def _check_integrity(
                 addr.get(cell.name, ""),
             )
 
-    now = ws.locked_cells()
-    fp_meta = {k: v for k, v in meta.items() if k != "fingerprint"}
-    lines = ws.fingerprint_lines()
+    # (the fingerprint text leaves meta's own "fingerprint" out)
+    lines = ws.fingerprint_lines()  # they stand for the locked cells
     if fingerprint(
-        ctx.secret, res.template_version, now, fp_meta, cell_lines=lines
+        ctx.secret, res.template_version, [], meta, cell_lines=lines
     ) == meta.get("fingerprint", ""):
         return overwritten
+    now = ws.locked_cells()
     plan = _expected_plan(meta, tpl)
     expected = plan.locked_cells() if plan is not None else None
     if expected is not None and fingerprint(
-        ctx.secret, res.template_version, expected, fp_meta
+        ctx.secret, res.template_version, expected, meta
     ) == meta.get("fingerprint", ""):
         changes = _locked_diff(expected, now)
         name_at = {
@@ -1699,18 +1702,8 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
     for lp in _line_plans(tpl):
         ind = lp.ind
         inputs = [(n, lab, checked[n].value) for n, lab, _col in lp.inputs]
-        target = next(
-            (v for (*_x, col), (*_y, v) in zip(lp.inputs, inputs, strict=True) if col == "target"),
-            None,
-        )
-        actual = next(
-            (
-                v
-                for (*_x, col), (*_y, v) in zip(lp.inputs, inputs, strict=True)
-                if col in ("actual", "value")
-            ),
-            None,
-        )
+        target = inputs[lp.target_at][2] if lp.target_at is not None else None
+        actual = inputs[lp.actual_at][2] if lp.actual_at is not None else None
         if actual is None and target is None and len(inputs) == 1:
             actual = inputs[0][2]
         raters = {}
@@ -1761,6 +1754,14 @@ class _LinePlan:
     score: str
     w: str
     ws: str
+    #: where in ``inputs`` the first target, and the first actual (or value), input is
+    target_at: int | None
+    actual_at: int | None
+
+
+def _first_at(inputs: tuple[tuple[str, str, str], ...], columns: tuple[str, ...]) -> int | None:
+    """The index of the first input in one of ``columns``, or None."""
+    return next((k for k, (_n, _lab, col) in enumerate(inputs) if col in columns), None)
 
 
 def _line_plans(tpl: _Template) -> list[_LinePlan]:
@@ -1770,11 +1771,12 @@ def _line_plans(tpl: _Template) -> list[_LinePlan]:
         for sec, ind in tpl.form.indicators():
             own = [i for i in cf.inputs if i.indicator == ind.id and i.role == "input"]
             raters = ind.raters.columns.items() if ind.raters is not None else ()
+            inputs = tuple((i.name, i.spec.label, _column(cf, i.name)) for i in own)
             got.append(
                 _LinePlan(
                     sec,
                     ind,
-                    tuple((i.name, i.spec.label, _column(cf, i.name)) for i in own),
+                    inputs,
                     tuple((spec.label, f"in_{ind.id}_{key}") for key, spec in raters),
                     tuple((k, f"in_{ind.id}_{k}") for k in ind.inputs),
                     ind.full_score,
@@ -1782,6 +1784,8 @@ def _line_plans(tpl: _Template) -> list[_LinePlan]:
                     f"score_{ind.id}",
                     f"w_{ind.id}",
                     f"ws_{ind.id}",
+                    _first_at(inputs, ("target",)),
+                    _first_at(inputs, ("actual", "value")),
                 )
             )
         tpl.__dict__["_line_plans"] = got

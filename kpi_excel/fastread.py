@@ -591,20 +591,29 @@ class _Protection:
 _LOCKED, _UNLOCKED = _Protection(True), _Protection(False)
 
 
-class _FastSheetCells(SheetCells):
-    """:class:`~kpi_excel.read.SheetCells` from a scan: non-empty cells, one row each."""
+#: (piece, row (None: odd), fingerprint line, value, locked with a value)
+_SheetRecord = tuple[_Piece, "tuple[_Cell] | None", str, object, bool]
 
-    def __init__(
-        self,
-        rows: list[tuple[_Cell]],
-        by: dict[str, object],
-        locked: list[tuple[str, object]],
-        lines: list[str],
-    ) -> None:
-        self.rows = rows
+
+class _FastSheetCells(SheetCells):
+    """:class:`~kpi_excel.read.SheetCells` from a scan: non-empty cells, one row each.
+
+    Only the values and the fingerprint lines are gathered as the sheet is read; the
+    rows and the locked cells, which checking a form that is as issued never asks
+    for, are made when asked."""
+
+    def __init__(self, records: list[_SheetRecord], by: dict[str, object], lines: list[str]) -> None:
+        self._records = records
         self._by = by  # coordinate -> value, of the cells with a value
-        self._locked = locked
         self._lines = lines
+        self._rows: list[tuple[_Cell]] | None = None
+        self._locked: list[tuple[str, object]] | None = None
+
+    @property
+    def rows(self) -> list[tuple[_Cell]]:  # type: ignore[override]
+        if self._rows is None:
+            self._rows = [r[1] for r in self._records]  # type: ignore[misc]
+        return self._rows
 
     def iter_rows(self) -> Iterable[tuple[Any, ...]]:
         return iter(self.rows)
@@ -612,6 +621,8 @@ class _FastSheetCells(SheetCells):
     def locked_cells(self) -> list[tuple[str, object]]:
         """:func:`kpi_excel.meta.locked_cells_from_openpyxl` of these cells (gathered
         as the cells were: one row of one cell each, in document order)."""
+        if self._locked is None:
+            self._locked = [(r[0][1], r[3]) for r in self._records if r[4]]
         return self._locked
 
     def fingerprint_lines(self) -> list[str]:
@@ -708,8 +719,8 @@ class _Views:
     def __init__(self, shared: list[str], styles: _Styles | None, refs: frozenset[int]) -> None:
         self.shared, self.styles, self.refs = shared, styles, refs
         self.cells: dict[int, tuple[_Piece, object]] = {}  # Book.cell answers
-        #: sheet_cells rows, with each locked cell's line of the fingerprint text
-        self.rows: dict[int, tuple[_Piece, tuple[_Cell] | None, str]] = {}
+        #: sheet_cells records (see _sheet_record)
+        self.rows: dict[int, _SheetRecord] = {}
         self.xml: dict[int, tuple[_Piece, tuple[object, str | None]]] = {}  # xml_cells
 
     def cell(self, piece: _Piece) -> object:
@@ -723,39 +734,38 @@ class _Views:
 
     def sheet_cells(self, entries: list[_Piece]) -> _FastSheetCells | None:
         """:meth:`Book.sheet_cells` of a scan, or None (the reference reader's)."""
-        styles = self.styles
-        assert styles is not None
         kept = self.rows
         if len(kept) + len(entries) > _VIEWS_MAX:
             kept.clear()
-        rows: list[tuple[_Cell]] = []
+        records: list[_SheetRecord] = []
+        keep = records.append
         by: dict[str, object] = {}
-        locked: list[tuple[str, object]] = []
         lines: list[str] = []
         for piece in entries:
             got = kept.get(id(piece))
             if got is None or got[0] is not piece:
-                row = _sheet_row(piece, self.shared, styles)
-                line = ""
-                if row is not None:
-                    cell = row[0]
-                    if cell.value is not None and cell.value != "" and cell.protection.locked:
-                        line = cell_line(cell.coordinate, cell.value)
-                got = (piece, row, line)
-                kept[id(piece)] = got
-            row = got[1]
-            if row is None:
+                got = kept[id(piece)] = self._sheet_record(piece)
+            if got[1] is None:
                 return None
-            rows.append(row)
-            cell = row[0]
-            value = cell.value
-            if value is not None:
-                by[piece[1]] = value
-                if value != "" and cell.protection.locked:
-                    locked.append((cell.coordinate, value))
-                    if got[2]:
-                        lines.append(got[2])
-        return _FastSheetCells(rows, by, locked, lines)
+            keep(got)
+            if got[3] is not None:
+                by[piece[1]] = got[3]
+                if got[2]:
+                    lines.append(got[2])
+        return _FastSheetCells(records, by, lines)
+
+    def _sheet_record(self, piece: _Piece) -> _SheetRecord:
+        """A piece's cell as :meth:`Book.sheet_cells` gives it: (piece, row, line, value,
+        locked), the row None when the piece is odd; line is the fingerprint's line of
+        a locked cell with a value, locked whether it is one."""
+        assert self.styles is not None
+        row = _sheet_row(piece, self.shared, self.styles)
+        if row is None:
+            return (piece, None, "", None, False)
+        cell = row[0]
+        value = cell.value
+        locked = value is not None and value != "" and cell.protection.locked
+        return (piece, row, cell_line(cell.coordinate, value) if locked else "", value, locked)
 
     def xml_cells(self, entries: list[_Piece]) -> dict[str, tuple[object, str | None]]:
         """:meth:`Book.xml_cells` of a scan."""
