@@ -1840,7 +1840,7 @@ def check_source(src: Source, ctx: Context) -> FileResult:
         opener = open_book
         if ctx.fast:
             from kpi_excel.fastread import open_fast as opener
-        book = opener(data, src.display, limits=ctx.limits, path=None)
+        book = opener(data, src.display, limits=ctx.limits, path=None, sha256=res.sha256)
         check_book(res, book, ctx)
     except UnreadableFile as e:
         res.add(e.kind, "error", str(e))

@@ -1186,6 +1186,26 @@ class FastBook(Book):
         answer = views.cell(piece)
         return super().cell(sheet, row, col) if answer is _ODD else answer
 
+    def value(self, name: str) -> object:
+        """:meth:`Book.value`: :meth:`cell` of the name's cell, its steps inlined (tens
+        of values a form)."""
+        ref = self.names[name]
+        if ref.problem or ref.sheet is None:
+            raise KeyError(name)
+        sheet = ref.sheet
+        ready = self._fast_ready.get(sheet, False)
+        if ready is False:
+            ready = self._ready(sheet)
+        if ready is None:
+            return super().cell(sheet, ref.row, ref.col)
+        scan, views = ready
+        piece = scan.at(ref.row, ref.col)
+        if piece is None:
+            return None
+        got = views.cells.get(id(piece))
+        answer = got[1] if got is not None and got[0] is piece else views.cell(piece)
+        return super().cell(sheet, ref.row, ref.col) if answer is _ODD else answer
+
     def sheet_cells(self, sheet: str) -> SheetCells:
         got = self._fast_sheets.get(sheet)
         if got is not None:
@@ -1227,7 +1247,12 @@ def _date1904(data: bytes) -> bool:
 
 
 def open_fast(
-    data: bytes, source: str, *, limits: Limits = DEFAULT_LIMITS, path: Path | None = None
+    data: bytes,
+    source: str,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    path: Path | None = None,
+    sha256: str | None = None,
 ) -> Book:
     """:func:`kpi_excel.read.open_book` (every check of its gate), answering fast."""
-    return FastBook.of(open_book(data, source, limits=limits, path=path))
+    return FastBook.of(open_book(data, source, limits=limits, path=path, sha256=sha256))

@@ -1437,10 +1437,15 @@ class Book:
 
 
 def open_book(
-    data: bytes, source: str, *, limits: Limits = DEFAULT_LIMITS, path: Path | None = None
+    data: bytes,
+    source: str,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    path: Path | None = None,
+    sha256: str | None = None,
 ) -> Book:
     """Check ``data`` (:func:`gate`) and read its structure (sheets, defined names);
-    values lazily."""
+    values lazily. ``sha256``: the hex SHA-256 of ``data``, when the caller has it."""
     pkg = gate(data, limits)
     names = set(pkg.zf.namelist())
     defined = _defined_names(pkg.root)
@@ -1448,7 +1453,7 @@ def open_book(
     return Book(
         source=source,
         data=data,
-        sha256=hashlib.sha256(data).hexdigest(),
+        sha256=sha256 if sha256 is not None else hashlib.sha256(data).hexdigest(),
         zf=zf,
         workbook_part=workbook_part,
         sheets=sheets,
