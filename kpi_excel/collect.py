@@ -1146,7 +1146,7 @@ def _check_integrity(
     # (the fingerprint text leaves meta's own "fingerprint" out)
     lines = ws.fingerprint_lines()  # they stand for the locked cells
     if fingerprint(
-        ctx.secret, res.template_version, [], meta, cell_lines=lines
+        ctx.secret, res.template_version, [], meta, cell_lines=lines, cell_bytes=ws.fingerprint_bytes()
     ) == meta.get("fingerprint", ""):
         return overwritten
     now = ws.locked_cells()

@@ -591,8 +591,9 @@ class _Protection:
 _LOCKED, _UNLOCKED = _Protection(True), _Protection(False)
 
 
-#: (piece, row (None: odd), fingerprint line, value, locked with a value)
-_SheetRecord = tuple[_Piece, "tuple[_Cell] | None", str, object, bool]
+#: (piece, row (None: odd), fingerprint line, value, locked with a value, the line in
+#: UTF-8 (None: it has no UTF-8))
+_SheetRecord = tuple[_Piece, "tuple[_Cell] | None", str, object, bool, "bytes | None"]
 
 
 class _FastSheetCells(SheetCells):
@@ -602,10 +603,17 @@ class _FastSheetCells(SheetCells):
     rows and the locked cells, which checking a form that is as issued never asks
     for, are made when asked."""
 
-    def __init__(self, records: list[_SheetRecord], by: dict[str, object], lines: list[str]) -> None:
+    def __init__(
+        self,
+        records: list[_SheetRecord],
+        by: dict[str, object],
+        lines: list[str],
+        encoded: list[bytes] | None = None,
+    ) -> None:
         self._records = records
         self._by = by  # coordinate -> value, of the cells with a value
         self._lines = lines
+        self._encoded = encoded
         self._rows: list[tuple[_Cell]] | None = None
         self._locked: list[tuple[str, object]] | None = None
 
@@ -629,6 +637,10 @@ class _FastSheetCells(SheetCells):
         """The locked cells' lines of the fingerprint text (:func:`kpi_excel.meta.cell_line`
         of each, empty ones left out), kept per piece as the cells are."""
         return self._lines
+
+    def fingerprint_bytes(self) -> list[bytes] | None:
+        """:meth:`fingerprint_lines` in UTF-8, kept per piece too."""
+        return self._encoded
 
 
 def _openpyxl_view(raw: _Raw, shared: list[str], styles: _Styles) -> object:
@@ -741,6 +753,7 @@ class _Views:
         keep = records.append
         by: dict[str, object] = {}
         lines: list[str] = []
+        encoded: list[bytes] | None = []
         for piece in entries:
             got = kept.get(id(piece))
             if got is None or got[0] is not piece:
@@ -752,20 +765,29 @@ class _Views:
                 by[piece[1]] = got[3]
                 if got[2]:
                     lines.append(got[2])
-        return _FastSheetCells(records, by, lines)
+                    if got[5] is None:
+                        encoded = None
+                    elif encoded is not None:
+                        encoded.append(got[5])
+        return _FastSheetCells(records, by, lines, encoded)
 
     def _sheet_record(self, piece: _Piece) -> _SheetRecord:
         """A piece's cell as :meth:`Book.sheet_cells` gives it: (piece, row, line, value,
-        locked), the row None when the piece is odd; line is the fingerprint's line of
-        a locked cell with a value, locked whether it is one."""
+        locked, line in UTF-8), the row None when the piece is odd; line is the
+        fingerprint's line of a locked cell with a value, locked whether it is one."""
         assert self.styles is not None
         row = _sheet_row(piece, self.shared, self.styles)
         if row is None:
-            return (piece, None, "", None, False)
+            return (piece, None, "", None, False, b"")
         cell = row[0]
         value = cell.value
         locked = value is not None and value != "" and cell.protection.locked
-        return (piece, row, cell_line(cell.coordinate, value) if locked else "", value, locked)
+        line = cell_line(cell.coordinate, value) if locked else ""
+        try:
+            encoded: bytes | None = line.encode()
+        except UnicodeError:  # (none read here) the text path raises as it always did
+            encoded = None
+        return (piece, row, line, value, locked, encoded)
 
     def xml_cells(self, entries: list[_Piece]) -> dict[str, tuple[object, str | None]]:
         """:meth:`Book.xml_cells` of a scan."""

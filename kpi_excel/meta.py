@@ -251,18 +251,53 @@ def fingerprint(
     meta: Mapping[str, object],
     *,
     cell_lines: Iterable[str] | None = None,
+    cell_bytes: list[bytes] | None = None,
 ) -> str:
-    """HMAC-SHA256 (hex) over :func:`fingerprint_text`. ``secret=None`` resolves it."""
+    """HMAC-SHA256 (hex) over :func:`fingerprint_text`. ``secret=None`` resolves it.
+
+    ``cell_bytes``, when given, are the cells' lines (as ``cell_lines``) already
+    encoded in UTF-8: a form's lines are mostly the same as the last form's, kept
+    encoded, so its text is not encoded whole again (the UTF-8 of a join is the join
+    of the UTF-8s: the bytes hashed are the same)."""
     key = resolve_secret(secret)
-    text = fingerprint_text(template_version, locked_cells, meta, cell_lines=cell_lines)
     keyed = _KEYED.get(key)
     if keyed is None:  # the key schedule once per key: each form copies it
         if len(_KEYED) >= 16:
             _KEYED.clear()
         keyed = _KEYED[key] = hmac.new(key, digestmod=hashlib.sha256)
     h = keyed.copy()
-    h.update(text.encode("utf-8"))
+    if cell_bytes is None:
+        text = fingerprint_text(template_version, locked_cells, meta, cell_lines=cell_lines)
+        h.update(text.encode("utf-8"))
+        return h.hexdigest()
+    # fingerprint_text's lines, encoded part by part
+    parts = [f"{_HEADER}\ntemplate_version\t{_esc(str(template_version))}\n[cells]\n".encode()]
+    if cell_bytes:
+        parts += (b"\n".join(cell_bytes), b"\n")
+    parts.append(b"[meta]\n")
+    for key_ in sorted(k for k in meta if k != "fingerprint"):
+        v = meta[key_]
+        parts.append(_meta_line(str(key_), "" if v is None else str(v)))
+    h.update(b"".join(parts))
     return h.hexdigest()
+
+
+def _meta_line(key: str, value: str) -> bytes:
+    """One meta line of the fingerprint text, with its newline, in UTF-8 (a long value,
+    the embedded template, is the same in every form: kept)."""
+    if len(value) > 512:
+        got = _LONG_LINES.get((key, value))
+        if got is None:
+            got = f"{_esc(key)}\t{_esc(value)}\n".encode()
+            if len(_LONG_LINES) >= 64:
+                _LONG_LINES.clear()
+            _LONG_LINES[(key, value)] = got
+        return got
+    return f"{_esc(key)}\t{_esc_now(value)}\n".encode()
+
+
+#: (key, long value) -> its meta line, encoded
+_LONG_LINES: dict[tuple[str, str], bytes] = {}
 
 
 #: HMAC-SHA256 objects keyed and not yet fed, per key

@@ -1193,6 +1193,10 @@ class SheetCells:
 
         return [line for line in (cell_line(c, v) for c, v in self.locked_cells()) if line]
 
+    def fingerprint_bytes(self) -> list[bytes] | None:
+        """:meth:`fingerprint_lines` in UTF-8, where they are kept (None: not kept)."""
+        return None
+
 
 @dataclass
 class Book:

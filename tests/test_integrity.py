@@ -212,3 +212,48 @@ def test_an_older_template_version_is_scored_under_its_own_version(
     message = res.issues[0].message
     assert "按表内 0.9 版：总分 120.8" in message and "按当前 1.0 版：总分 121.95" in message
     assert "相差 1.15" in message
+
+
+# -- the fingerprint, hashed from lines kept in UTF-8 ----------------------------------
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_fingerprint_from_encoded_lines_is_the_fingerprint_of_the_text(case: int) -> None:
+    """``fingerprint(..., cell_bytes=)`` hashes the same bytes as the text it stands for:
+    every way of giving the cells, HMAC of :func:`fingerprint_text` the reference."""
+    import hashlib
+    import hmac as hmac_mod
+
+    from kpi_excel.meta import cell_line, fingerprint, fingerprint_text
+
+    cells = [
+        [],
+        [("A1", "考核表"), ("B2", Decimal("87.10")), ("C3", "=ROUND(x,2)"), ("D4", True)],
+        [("A1", "tab\there"), ("A2", "line\nbreak\\slash"), ("A3", "   "), ("A4", 0.5)],
+        [("E5", "长" * 600), ("F6", 12), ("G7", "x\r\ny")],
+        [("A1", "")],  # an empty value has no line
+        [("Z9", "é\u00a0€𝄞")],
+    ][case]
+    meta: dict[str, object] = {
+        "fingerprint": "ignored",
+        "name": "高超",
+        "template_yaml": "id: x\nname: 客服\t经理\n" * 100,  # long: its line is kept
+        "empty": None,
+        "number": 3,
+        "键\t有\\tab": "值\n",
+        ("k" * 600): "long key",
+    }
+    key = b"secret"
+    lines = [ln for ln in (cell_line(c, v) for c, v in cells) if ln]
+    want = hmac_mod.new(
+        key, fingerprint_text("1.0", cells, meta).encode("utf-8"), hashlib.sha256
+    ).hexdigest()
+    assert fingerprint(key, "1.0", cells, meta) == want
+    assert fingerprint(key, "1.0", [], meta, cell_lines=lines) == want
+    for _ in range(2):  # the long lines kept the second time
+        got = fingerprint(
+            key, "1.0", [], meta, cell_lines=lines, cell_bytes=[ln.encode() for ln in lines]
+        )
+        assert got == want
+    meta["name"] = "高超超"
+    assert fingerprint(key, "1.0", [], meta, cell_bytes=[ln.encode() for ln in lines]) != want
