@@ -50,7 +50,12 @@ from typing import Any, NamedTuple
 
 from kpi_excel import __version__
 from kpi_excel.errors import KpiExcelError, SpecError
+
+# What checking a form needs is imported here, once per process, not on a worker's
+# first form: forked workers inherit it (~60 ms a worker and collection otherwise).
+from kpi_excel.fastread import open_fast
 from kpi_excel.ledger import AnomalyRow, FileRow, Ledger, ScoreRow, SourceRow, default_path
+from kpi_excel.meta import canonical, fingerprint, resolve_secret
 from kpi_excel.read import (
     DEFAULT_LIMITS,
     Book,
@@ -65,6 +70,9 @@ from kpi_excel.read import (
 from kpi_excel.rules.tree import Value
 from kpi_excel.score import CompiledForm, compile_form, evaluate
 from kpi_excel.spec import model as m
+from kpi_excel.spec.load import builtin_dir, load_form_text
+from kpi_excel.spec.text import format_value, placeholders, render_text
+from kpi_excel.spool import pack, spool_results
 from kpi_excel.validate import Checked, check_input, to_sheet_value
 
 __all__ = [
@@ -640,7 +648,6 @@ class Context:
     def __init__(
         self, secret: bytes | None = None, limits: Limits = DEFAULT_LIMITS, fast: bool = True
     ) -> None:
-        from kpi_excel.meta import resolve_secret
 
         #: read with kpi_excel.fastread (same answers, without openpyxl) or read.Book
         self.fast = fast
@@ -659,7 +666,6 @@ class Context:
         sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
         got = self._by_sha.get(sha)
         if got is None:
-            from kpi_excel.spec.load import load_form_text
 
             try:
                 form = load_form_text(text, source)
@@ -677,7 +683,6 @@ class Context:
     def builtin(self) -> dict[str, tuple[str, str]]:
         """Built-in template id -> (version, SHA-256 of the file's bytes)."""
         if self._builtin is None:
-            from kpi_excel.spec.load import builtin_dir
 
             folder = builtin_dir()
             stamp = tuple(
@@ -690,7 +695,6 @@ class Context:
     def current(self, template_id: str) -> _Template | None:
         """The built-in template with this id as it is now (None if there is none or
         it cannot be loaded): to show what an older form would score today."""
-        from kpi_excel.spec.load import builtin_dir
 
         cache = self._current
         if template_id in cache:
@@ -796,7 +800,6 @@ def _decimal(v: object) -> Decimal | None:
 
 @functools.lru_cache(maxsize=256)
 def _placeholders(text: str) -> frozenset[str]:
-    from kpi_excel.spec.text import placeholders
 
     return frozenset(placeholders(text))
 
@@ -822,12 +825,8 @@ def _rule_line(
     """The 计分规则 text of a line: the rule kind and the method with its placeholders
     filled from ``ctx`` (only the names the method uses: they are the key)."""
     if render and "{" in method:
-        try:
-            from kpi_excel.spec.text import render_text
-
+        with contextlib.suppress(Exception):  # wording only: never let it stop a check
             method = render_text(method, dict(ctx))
-        except Exception:  # wording only: never let it stop a check
-            pass
     method = " ".join(method.split())
     word = _RULE_KINDS.get(kind, kind)
     return f"{word}：{method}" if method else word
@@ -838,7 +837,6 @@ def _rule_text(ind: m.Indicator, values: dict[str, object], extra: dict[str, obj
     ctx: list[tuple[str, str]] = []
     if "{" in method:
         try:
-            from kpi_excel.spec.text import format_value
 
             # the placeholders the text uses, formatted as spec.text.indicator_context
             # does (an input of the indicator before a name of ``extra``)
@@ -1013,7 +1011,6 @@ def _locked_diff(
     Rows are aligned first (difflib over whole-row contents), so rows a manager
     inserted or deleted do not make every cell below them look changed.
     """
-    from kpi_excel.meta import canonical
 
     def rows(cells: list[tuple[str, object]]) -> list[tuple[int, dict[str, str]]]:
         by: dict[int, dict[str, str]] = {}
@@ -1093,7 +1090,6 @@ def _as_shown(text: str, pct: bool) -> str:
 def _formula_texts(tpl: _Template) -> dict[str, tuple[str, str]]:
     """Each computed cell's formula as generated (``=…``) and its canonical text,
     worked out once per template."""
-    from kpi_excel.meta import canonical
 
     got = tpl.__dict__.get("_formulas")
     if got is None:
@@ -1115,7 +1111,6 @@ def _check_integrity(
     addr: dict[str, str],
 ) -> set[str]:
     """Formulas and the fingerprint. Returns the names of overwritten formula cells."""
-    from kpi_excel.meta import canonical, fingerprint
 
     ws = book.sheet_cells(sheet)
     overwritten: set[str] = set()
@@ -1429,7 +1424,6 @@ def _issued_values(meta: dict[str, str]) -> dict[str, Decimal]:
 
 
 def _plain_text(v: object) -> str:
-    from kpi_excel.meta import canonical
 
     if v is None or isinstance(v, CellError):
         return ""
@@ -1837,9 +1831,7 @@ def check_source(src: Source, ctx: Context) -> FileResult:
             res.add("extension", "info", f"文件扩展名为“{Path(src.display).suffix}”，按 .xlsx 读取")
         # parsers read these checked bytes, never the path again: the file could be
         # replaced between the check and the read
-        opener = open_book
-        if ctx.fast:
-            from kpi_excel.fastread import open_fast as opener
+        opener = open_fast if ctx.fast else open_book
         book = opener(data, src.display, limits=ctx.limits, path=None, sha256=res.sha256)
         check_book(res, book, ctx)
     except UnreadableFile as e:
@@ -2072,7 +2064,6 @@ def _worker_init(secret: bytes | None, limits: Limits, fast: bool = True) -> Non
 
 def _worker_check(src: Source) -> FileResult:
     """Check one file in a worker; its bulky parts travel pickled once (spool.pack)."""
-    from kpi_excel.spool import pack
 
     assert _WORKER_CTX is not None
     return pack(check_source(src, _WORKER_CTX))  # type: ignore[no-any-return]
@@ -2278,7 +2269,6 @@ def collect(
     ledger_path = db or (default_path(out) if out is not None else None)
     exclude = [p for p in (out, ledger_path, *exclude) if p is not None]
     sources, skipped = discover(inputs, exclude, limits)
-    from kpi_excel.spool import spool_results  # bulky parts on disk: memory stays flat
 
     with contextlib.ExitStack() as stack:
         # the ledger is opened first (a ledger it cannot use stops the run before any
