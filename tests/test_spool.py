@@ -65,3 +65,21 @@ def test_scores_are_handed_over_from_the_packed_bytes() -> None:
     assert seen[0][1] == [("total", Decimal("88.50")), ("grade", "B")] == list(got[0].scores)
     empty = sp.spool_results([_Result()], None, lambda res, scores: seen.append((res, scores)))
     assert seen[-1] == (empty[0], [])
+
+
+def test_collect_imports_what_checking_needs_and_not_the_writer() -> None:
+    """Forked workers inherit what the collect module imported: checking a form needs
+    nothing more, and never the workbook writer."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, kpi_excel.collect as c\n"
+        "need = ['kpi_excel.fastread', 'kpi_excel.spool', 'kpi_excel.spec.load', 'kpi_excel.spec.text']\n"
+        "never = ['xlsxwriter', 'kpi_excel.fastwrite', 'kpi_excel.render', 'openpyxl']\n"
+        "print([m for m in need if m not in sys.modules], [m for m in never if m in sys.modules])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[] []"
