@@ -648,7 +648,6 @@ class Context:
     def __init__(
         self, secret: bytes | None = None, limits: Limits = DEFAULT_LIMITS, fast: bool = True
     ) -> None:
-
         #: read with kpi_excel.fastread (same answers, without openpyxl) or read.Book
         self.fast = fast
         self.secret = resolve_secret(secret)
@@ -666,7 +665,6 @@ class Context:
         sha = hashlib.sha256(text.encode("utf-8")).hexdigest()
         got = self._by_sha.get(sha)
         if got is None:
-
             try:
                 form = load_form_text(text, source)
                 got = _Template(form, compile_form(form), sha)
@@ -683,7 +681,6 @@ class Context:
     def builtin(self) -> dict[str, tuple[str, str]]:
         """Built-in template id -> (version, SHA-256 of the file's bytes)."""
         if self._builtin is None:
-
             folder = builtin_dir()
             stamp = tuple(
                 (p.name, p.stat().st_mtime_ns, p.stat().st_size)
@@ -800,7 +797,6 @@ def _decimal(v: object) -> Decimal | None:
 
 @functools.lru_cache(maxsize=256)
 def _placeholders(text: str) -> frozenset[str]:
-
     return frozenset(placeholders(text))
 
 
@@ -837,7 +833,6 @@ def _rule_text(ind: m.Indicator, values: dict[str, object], extra: dict[str, obj
     ctx: list[tuple[str, str]] = []
     if "{" in method:
         try:
-
             # the placeholders the text uses, formatted as spec.text.indicator_context
             # does (an input of the indicator before a name of ``extra``)
             for k in sorted(_placeholders(method)):
@@ -1140,8 +1135,9 @@ def _check_integrity(
 
     # (the fingerprint text leaves meta's own "fingerprint" out)
     lines = ws.fingerprint_lines()  # they stand for the locked cells
+    encoded = ws.fingerprint_bytes()  # and, where kept, their UTF-8
     if fingerprint(
-        ctx.secret, res.template_version, [], meta, cell_lines=lines, cell_bytes=ws.fingerprint_bytes()
+        ctx.secret, res.template_version, [], meta, cell_lines=lines, cell_bytes=encoded
     ) == meta.get("fingerprint", ""):
         return overwritten
     now = ws.locked_cells()
@@ -1424,7 +1420,6 @@ def _issued_values(meta: dict[str, str]) -> dict[str, Decimal]:
 
 
 def _plain_text(v: object) -> str:
-
     if v is None or isinstance(v, CellError):
         return ""
     text = v if isinstance(v, str) else canonical(v)
