@@ -409,6 +409,7 @@ def _read_piece(piece: bytes) -> _Piece:
     return got
 
 
+_new_raw = tuple.__new__
 _PLAIN_VALUE = re.compile(r"[^<&\r]*")
 #: where a piece holds text that differs from form to form: a value, an inline string
 _HOLES = (
@@ -458,9 +459,12 @@ def _read_filled(piece: bytes) -> _Piece | None:
             return None
         if (raw.t in ("s", "str") or not is_value) and _ESCAPED.search(text):
             return None
+        # (tuple.__new__: _Raw's own __new__ is a Python function, one call a cell)
         if is_value:
-            return key, coord, _Raw(raw.t, raw.s, text, raw.f, raw.inline, raw.refs), ends
-        return key, coord, _Raw(raw.t, raw.s, raw.v, raw.f, text, raw.refs), ends
+            got = _new_raw(_Raw, (raw.t, raw.s, text, raw.f, raw.inline, raw.refs))
+        else:
+            got = _new_raw(_Raw, (raw.t, raw.s, raw.v, raw.f, text, raw.refs))
+        return key, coord, got, ends
     return None
 
 

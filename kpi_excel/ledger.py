@@ -131,7 +131,9 @@ class ScoreRow(NamedTuple):
     def of(
         cls, cell: str, kind: str, indicator: str | None, section: str | None, value: object
     ) -> ScoreRow:
-        return cls(cell, kind, indicator, section, value, _text(value), _real(value))
+        # (tuple.__new__: the named tuple's own __new__ is a Python function)
+        row = (cell, kind, indicator, section, value, _text(value), _real(value))
+        return tuple.__new__(cls, row)
 
     def __reduce__(self) -> tuple[type, tuple[object, ...]]:
         return ScoreRow, tuple(self)  # pickled as the plain tuple: ~2x faster
