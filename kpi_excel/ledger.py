@@ -5,7 +5,8 @@ each employee's trend. Collecting the same files again changes nothing: a file's
 rows are keyed by the SHA-256 of its bytes and the period, and are replaced with
 identical rows (only ``first_seen`` is kept from the first time).
 
-Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`):
+Schema (``PRAGMA user_version`` = :data:`SCHEMA_VERSION`; a version 1 ledger is upgraded
+when opened):
 
 ``files``       one row per (sha256, period): what the file is and its verdict
 ``sources``     one row per (sha256, period, path): where each copy was found
@@ -37,7 +38,7 @@ __all__ = [
     "default_path",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS files (
@@ -79,7 +80,7 @@ CREATE TABLE IF NOT EXISTS scores (
     value     TEXT,                            -- decimal text, or the text result
     number    REAL,
     PRIMARY KEY (sha256, period, cell)
-);
+) WITHOUT ROWID;                               -- (version 2) the rows are the key's index
 CREATE TABLE IF NOT EXISTS anomalies (
     sha256   TEXT NOT NULL,
     period   TEXT NOT NULL,
@@ -94,6 +95,11 @@ CREATE TABLE IF NOT EXISTS anomalies (
 );
 CREATE INDEX IF NOT EXISTS files_by_employee ON files (employee_id, period);
 """
+
+
+#: the scores table's statement (for the upgrade from version 1)
+_SCORES_V2 = _SCHEMA[_SCHEMA.index("CREATE TABLE IF NOT EXISTS scores") :]
+_SCORES_V2 = _SCORES_V2[: _SCORES_V2.index(";") + 1]
 
 
 def default_path(summary: Path) -> Path:
@@ -222,16 +228,46 @@ class Ledger:
         self._staged: set[tuple[str, str]] = set()  # (sha256, period) of staged scores
         self.conn.execute("PRAGMA foreign_keys = ON")
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
-        if version not in (0, SCHEMA_VERSION):
+        if version not in (0, 1, SCHEMA_VERSION):
             self.conn.close()
             from kpi_excel.errors import KpiExcelError
 
             raise KpiExcelError(
-                f"台账 {path} 的格式版本为 {version}，本工具只认识 {SCHEMA_VERSION}；请换一个台账文件（--db）"
+                f"台账 {path} 的格式版本为 {version}，本工具只认识 1 到 {SCHEMA_VERSION}；"
+                "请换一个台账文件（--db）"
             )
+        if version == 1:
+            try:
+                self._upgrade_from_1()
+            except sqlite3.Error as e:
+                self.conn.close()
+                from kpi_excel.errors import KpiExcelError
+
+                raise KpiExcelError(
+                    f"台账 {path} 从格式版本 1 升级到 {SCHEMA_VERSION} 时出错（{e}），台账未改动；"
+                    "请检查磁盘空间和文件权限后重试，或换一个台账文件（--db）"
+                ) from None
         with self.conn:
             self.conn.executescript(_SCHEMA)
             self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _upgrade_from_1(self) -> None:
+        """Version 1 kept the scores in a table with a rowid beside the key's index
+        (each row stored twice, the file's 64-character digest in both): version 2's
+        table is the index alone (~40% smaller, quicker to write). The rows are copied
+        as they are, in one transaction: a failure leaves version 1 untouched."""
+        c = self.conn
+        c.execute("BEGIN")
+        try:
+            c.execute(_SCORES_V2.replace("IF NOT EXISTS scores", "scores_v2"))
+            c.execute("INSERT INTO scores_v2 SELECT * FROM scores")
+            c.execute("DROP TABLE scores")
+            c.execute("ALTER TABLE scores_v2 RENAME TO scores")
+            c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except BaseException:
+            c.execute("ROLLBACK")
+            raise
+        c.execute("COMMIT")
 
     def __enter__(self) -> Ledger:
         return self

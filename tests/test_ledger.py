@@ -140,3 +140,93 @@ def test_unknown_schema_is_refused(tmp_path: Path) -> None:
     con.close()
     with pytest.raises(KpiExcelError, match="格式版本"):
         Ledger(db)
+
+
+# -- version 2: the scores table without a rowid; version 1 upgraded when opened ----------
+
+
+def _scores_sql(con: sqlite3.Connection) -> str:
+    return con.execute("SELECT sql FROM sqlite_master WHERE name = 'scores'").fetchone()[0]
+
+
+def _tables(con: sqlite3.Connection) -> dict[str, list[tuple[object, ...]]]:
+    return {
+        t: con.execute(f"SELECT * FROM {t} ORDER BY 1, 2, 3").fetchall()  # noqa: S608
+        for t in ("files", "sources", "scores", "anomalies")
+    }
+
+
+def test_a_new_ledger_keeps_scores_without_a_rowid(tmp_path: Path) -> None:
+    db = tmp_path / "ledger.sqlite"
+    with Ledger(db) as led:
+        led.record([_row("a" * 64, "2026-11", "E001", "121.95")])
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+    assert "WITHOUT ROWID" in _scores_sql(con)
+    con.close()
+
+
+def test_a_version_1_ledger_is_upgraded_with_every_row(tmp_path: Path) -> None:
+    from kpi_excel import ledger as ledger_mod
+
+    db = tmp_path / "ledger.sqlite"
+    when = dt.datetime(2026, 11, 30, 9, 0)
+    rows = [_row("a" * 64, "2026-11", "E001", "121.95"), _row("b" * 64, "2026-11", "E002", "88")]
+    with Ledger(db) as led:
+        led.record(rows, now=when)
+    # made a version 1 ledger: its scores table with a rowid, as version 1 wrote it
+    v1 = ledger_mod._SCORES_V2.replace(") WITHOUT ROWID;", ");")
+    assert v1 != ledger_mod._SCORES_V2
+    con = sqlite3.connect(db)
+    con.executescript(
+        f"CREATE TABLE s1 AS SELECT * FROM scores; DROP TABLE scores; {v1}"
+        " INSERT INTO scores SELECT * FROM s1; DROP TABLE s1; PRAGMA user_version = 1;"
+    )
+    assert "WITHOUT ROWID" not in _scores_sql(con)
+    before = _tables(con)
+    con.close()
+
+    with Ledger(db) as led:  # upgraded on opening
+        assert led.counts() == {"files": 2, "sources": 2, "scores": 6, "anomalies": 2}
+        led.record([_row("c" * 64, "2026-12", "E001", "100.50")], now=when)
+        trend = [(t.period, t.employee_id, t.total) for t in led.trend()]
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert "WITHOUT ROWID" in _scores_sql(con)
+    after = _tables(con)
+    con.close()
+    # every version 1 row is there as it was, and the new collection beside them
+    for table, was in before.items():
+        assert [r for r in after[table] if r[0] != "c" * 64] == was, table
+    assert len(after["scores"]) == 9
+    assert trend == [
+        ("2026-11", "E001", Decimal("121.95")),
+        ("2026-11", "E002", Decimal("88")),
+        ("2026-12", "E001", Decimal("100.50")),
+    ]
+    with Ledger(db):  # opening again changes nothing
+        pass
+    con = sqlite3.connect(db)
+    assert _tables(con) == after
+    con.close()
+
+
+def test_a_failed_upgrade_leaves_version_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from kpi_excel import ledger as ledger_mod
+
+    db = tmp_path / "ledger.sqlite"
+    with Ledger(db) as led:
+        led.record([_row("a" * 64, "2026-11", "E001", "121.95")])
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA user_version = 1")
+    con.commit()
+    before = _tables(con)
+    con.close()
+    # a statement that fails half-way through the upgrade (the copy)
+    monkeypatch.setattr(ledger_mod, "_SCORES_V2", "CREATE TABLE IF NOT EXISTS scores (x);")
+    with pytest.raises(KpiExcelError, match="升级.*台账未改动"):
+        Ledger(db)
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert _tables(con) == before
+    con.close()
