@@ -65,7 +65,14 @@ from typing import TYPE_CHECKING, Any
 
 from kpi_excel import layout
 from kpi_excel.layout import SheetPlan, cached_value, col_letter, coord, lines_needed
-from kpi_excel.meta import CHUNK, META_KEYS, canonical, resolve_secret
+from kpi_excel.meta import (
+    CHUNK,
+    META_KEYS,
+    cell_line,
+    fingerprint_head,
+    meta_line,
+    resolve_secret,
+)
 from kpi_excel.roster import EXAMPLE_FIELDS, Employee, example_employee, initial_values
 from kpi_excel.roster import _bounds as _spec_bounds
 from kpi_excel.score import evaluate
@@ -189,16 +196,21 @@ def _row_tag(head: str, height: float | None) -> str:
     return f'{head} ht="{px * 0.75:.16g}" customHeight="1">'
 
 
-def _fp_esc(s: str) -> str:
-    return s.replace("\\", "\\\\").replace("\r", "\\r").replace("\n", "\\n").replace("\t", "\\t")
+def _join_runs(pieces: list[Any]) -> list[Any]:
+    """``pieces`` with each run of texts joined into one (the slots between left)."""
+    joined: list[Any] = []
+    for piece in pieces:
+        if isinstance(piece, str) and joined and isinstance(joined[-1], str):
+            joined[-1] += piece
+        else:
+            joined.append(piece)
+    return joined
 
 
 def _fp_line(ref: str, value: object) -> str:
-    """One cell's line of the fingerprint text ("" for an empty cell)."""
-    if value is None or value == "":
-        return ""
-    text = canonical(value)
-    return f"{ref}\t{_fp_esc(text)}\n" if text != "" else ""
+    """One cell's line of the fingerprint text, with its newline ("" for an empty cell)."""
+    line = cell_line(ref, value)
+    return line + "\n" if line else ""
 
 
 # ------------------------------------------------------------------ the zip container
@@ -1034,18 +1046,11 @@ class CompiledWorkbook:
         out.append(self._meta_tail)
         if not split:
             return "".join(out)
-        joined: list[Any] = []
-        for piece in out:
-            if isinstance(piece, str) and joined and isinstance(joined[-1], str):
-                joined[-1] += piece
-            else:
-                joined.append(piece)
-        return joined
+        return _join_runs(out)
 
     def _build_fingerprint(self, plan: SheetPlan, meta: dict[str, str]) -> None:
         """The fingerprint text as static runs and per-employee slots (see kpi_excel.meta)."""
-        head = f"kpi-excel-fingerprint/1\ntemplate_version\t{_fp_esc(str(self.form.version))}\n[cells]\n"
-        seg: list[Any] = [head]
+        seg: list[Any] = [fingerprint_head(str(self.form.version))]
         for r, c in sorted(plan.cells):
             cell = plan.cells[(r, c)]
             if not cell.locked:
@@ -1055,25 +1060,16 @@ class CompiledWorkbook:
             if slot is not None and slot.kind != "formula":
                 seg.append(slot)
                 continue
-            v = cell.formula if cell.formula is not None else cell.value
-            if v is None or v == "":
-                continue
-            text = canonical(v)
-            if text != "":
-                seg.append(f"{ref}\t{_fp_esc(text)}\n")
+            line = _fp_line(ref, cell.formula if cell.formula is not None else cell.value)
+            if line:
+                seg.append(line)
         seg.append("[meta]\n")
         for key in sorted(k for k in meta if k != "fingerprint"):
             if key in self._meta_dynamic:
                 seg.append(("meta", key))
             else:
-                seg.append(f"{_fp_esc(str(key))}\t{_fp_esc(str(meta[key]))}\n")
-        joined: list[Any] = []
-        for piece in seg:
-            if isinstance(piece, str) and joined and isinstance(joined[-1], str):
-                joined[-1] += piece
-            else:
-                joined.append(piece)
-        self._fp_segments = joined
+                seg.append(meta_line(str(key), str(meta[key])))
+        self._fp_segments = _join_runs(seg)
 
     def _fingerprint_text(self, lines: Mapping[str, str], meta: Mapping[str, str]) -> str:
         """The text the fingerprint is computed over; ``lines`` holds each slot's line."""
@@ -1083,7 +1079,7 @@ class CompiledWorkbook:
                 out.append(piece)
             elif isinstance(piece, tuple):
                 key = piece[1]
-                out.append(f"{_fp_esc(str(key))}\t{_fp_esc(str(meta[key]))}\n")
+                out.append(meta_line(str(key), str(meta[key])))
             else:
                 out.append(lines[piece.ref])
         return "".join(out)
@@ -1509,7 +1505,7 @@ class CompiledWorkbook:
                 raise _NeedsReference
         fp = [d[2] for d in done]
         for key in self._fp_meta_keys:
-            fp.append(f"{_fp_esc(str(key))}\t{_fp_esc(str(meta[key]))}\n".encode())
+            fp.append(meta_line(str(key), str(meta[key])).encode())
         h = self._hmac.copy()
         h.update(b"".join([p if p.__class__ is bytes else fp[p] for p in self._fp_state(state)]))
         meta["fingerprint"] = h.hexdigest()

@@ -209,19 +209,25 @@ def fingerprint_text(
     ``cell_lines``, when given, are the cells' lines already made (:func:`cell_line`
     of each locked cell, the empty ones left out) and stand for ``locked_cells``.
     """
-    lines = [_HEADER, f"template_version\t{_esc(str(template_version))}", "[cells]"]
-    if cell_lines is not None:
-        lines += cell_lines
-    else:
-        for coord, value in locked_cells:
-            line = cell_line(coord, value)
-            if line:
-                lines.append(line)
-    lines.append("[meta]")
+    if cell_lines is None:
+        cell_lines = [ln for ln in (cell_line(c, v) for c, v in locked_cells) if ln]
+    out = [fingerprint_head(template_version)]
+    out += (line + "\n" for line in cell_lines)
+    out.append("[meta]\n")
     for key in sorted(k for k in meta if k != "fingerprint"):
         v = meta[key]
-        lines.append(f"{_esc(str(key))}\t{_esc('' if v is None else str(v))}")
-    return "\n".join(lines) + "\n"
+        out.append(meta_line(str(key), "" if v is None else str(v)))
+    return "".join(out)
+
+
+def fingerprint_head(template_version: str) -> str:
+    """The fingerprint text's lines before the cells' lines, each with its newline."""
+    return f"{_HEADER}\ntemplate_version\t{_esc(str(template_version))}\n[cells]\n"
+
+
+def meta_line(key: str, value: str) -> str:
+    """One meta value's line of the fingerprint text, with its newline."""
+    return f"{_esc(key)}\t{_esc(value)}\n"
 
 
 def cell_line(coord: str, value: object) -> str:
@@ -271,29 +277,29 @@ def fingerprint(
         h.update(text.encode("utf-8"))
         return h.hexdigest()
     # fingerprint_text's lines, encoded part by part
-    parts = [f"{_HEADER}\ntemplate_version\t{_esc(str(template_version))}\n[cells]\n".encode()]
+    parts = [fingerprint_head(template_version).encode()]
     if cell_bytes:
         parts += (b"\n".join(cell_bytes), b"\n")
     parts.append(b"[meta]\n")
     for key_ in sorted(k for k in meta if k != "fingerprint"):
         v = meta[key_]
-        parts.append(_meta_line(str(key_), "" if v is None else str(v)))
+        parts.append(_meta_line_bytes(str(key_), "" if v is None else str(v)))
     h.update(b"".join(parts))
     return h.hexdigest()
 
 
-def _meta_line(key: str, value: str) -> bytes:
-    """One meta line of the fingerprint text, with its newline, in UTF-8 (a long value,
-    the embedded template, is the same in every form: kept)."""
-    if len(value) > 512:
-        got = _LONG_LINES.get((key, value))
-        if got is None:
-            got = f"{_esc(key)}\t{_esc(value)}\n".encode()
-            if len(_LONG_LINES) >= 64:
-                _LONG_LINES.clear()
-            _LONG_LINES[(key, value)] = got
-        return got
-    return f"{_esc(key)}\t{_esc_now(value)}\n".encode()
+def _meta_line_bytes(key: str, value: str) -> bytes:
+    """:func:`meta_line` in UTF-8 (a long value, the embedded template, is the same in
+    every form: kept)."""
+    if len(value) <= 512:
+        return meta_line(key, value).encode()
+    got = _LONG_LINES.get((key, value))
+    if got is None:
+        got = meta_line(key, value).encode()
+        if len(_LONG_LINES) >= 64:
+            _LONG_LINES.clear()
+        _LONG_LINES[(key, value)] = got
+    return got
 
 
 #: (key, long value) -> its meta line, encoded

@@ -87,68 +87,58 @@ class _Spool:
         return pickle.loads(data)
 
 
-class SpooledList(Sequence[Any]):
-    """A list kept in a spool file, read back each time it is used (never kept in memory)."""
+class _Spooled:
+    """A value kept in a spool file, read back each time it is used (never kept in
+    memory): what :class:`SpooledList` and :class:`SpooledDict` share."""
 
     __slots__ = ("_spool", "_at", "_size", "_count")
 
     def __init__(self, spool: _Spool, at: int, size: int, count: int) -> None:
         self._spool, self._at, self._size, self._count = spool, at, size, count
 
-    def _items(self) -> list[Any]:
-        return self._spool.get(self._at, self._size)  # type: ignore[no-any-return]
+    def _items(self) -> Any:
+        return self._spool.get(self._at, self._size)
 
     def __len__(self) -> int:
         return self._count
 
-    def __getitem__(self, i: Any) -> Any:
-        return self._items()[i]
-
     def __iter__(self) -> Iterator[Any]:
         return iter(self._items())
+
+    def __repr__(self) -> str:
+        return repr(self._items())
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        items = self._items()
+        return (type(items), (items,))  # sent elsewhere: as the plain list or dict
+
+
+class SpooledList(_Spooled, Sequence[Any]):
+    """A list kept in a spool file."""
+
+    __slots__ = ()
+
+    def __getitem__(self, i: Any) -> Any:
+        return self._items()[i]
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, SpooledList | list):
             return list(self) == list(other)
         return NotImplemented
 
-    def __repr__(self) -> str:
-        return repr(self._items())
 
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (list, (self._items(),))  # sent elsewhere: as the plain list
+class SpooledDict(_Spooled, Mapping[str, Any]):
+    """A dict kept in a spool file."""
 
-
-class SpooledDict(Mapping[str, Any]):
-    """A dict kept in a spool file, as :class:`SpooledList`."""
-
-    __slots__ = ("_spool", "_at", "_size", "_count")
-
-    def __init__(self, spool: _Spool, at: int, size: int, count: int) -> None:
-        self._spool, self._at, self._size, self._count = spool, at, size, count
-
-    def _items(self) -> dict[str, Any]:
-        return self._spool.get(self._at, self._size)  # type: ignore[no-any-return]
-
-    def __len__(self) -> int:
-        return self._count
+    __slots__ = ()
 
     def __getitem__(self, key: str) -> Any:
         return self._items()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items())
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Mapping):
             return dict(self.items()) == dict(other.items())
         return NotImplemented
-
-    def __repr__(self) -> str:
-        return repr(self._items())
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (dict, (self._items(),))
 
 
 _KINDS = {list: SpooledList, dict: SpooledDict}

@@ -22,6 +22,7 @@ from typing import Any
 import openpyxl
 import pytest
 import python_calamine
+from test_collect import G
 
 from kpi_excel import fastwrite
 from kpi_excel.fastwrite import CompiledWorkbook, Unsupported, ZipEntry, zip_bytes
@@ -394,15 +395,7 @@ def test_answers_fill_inputs_and_cached_values() -> None:
     gen = _gen("cs_manager_monthly_kpi")
     fast = CompiledWorkbook(gen)
     emp = example_employee(gen.form)
-    answers = {
-        "in_sales_rate_actual": 110,
-        "in_satisfaction_actual": 4.8,
-        "in_complaint_timely_late": 1,
-        "in_complaint_resolved_total": 50,
-        "in_complaint_resolved_resolved": 49,
-        "in_training_done": 3,
-        "in_service_years_actual": "十四",
-    }
+    answers = {**G, "in_service_years_actual": "十四"}  # a text in a number cell
     data = fast.to_bytes(emp, answers)
     wb = openpyxl.load_workbook(io.BytesIO(data))
     wbv = openpyxl.load_workbook(io.BytesIO(data), data_only=True)
@@ -448,11 +441,16 @@ def test_generate_command_fast_equals_reference(tmp_path: Path) -> None:
         assert_same_workbook(a.read_bytes(), c.read_bytes())
 
 
-def test_generate_command_in_worker_processes(tmp_path: Path) -> None:
+def _roster(path: Path, n: int) -> Path:
+    """A roster of ``n`` employees in three departments, with targets of four tiers."""
     rows = ["工号,姓名,部门,岗位,考核人,sales_rate.target"]
-    rows += [f"E{i:03d},员工{i},部门{i % 3},客服经理,李娜,{100 + i % 4 * 10}" for i in range(40)]
-    roster = tmp_path / "r.csv"
-    roster.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    rows += [f"E{i:03d},员工{i},部门{i % 3},客服经理,李娜,{100 + i % 4 * 10}" for i in range(n)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_generate_command_in_worker_processes(tmp_path: Path) -> None:
+    roster = _roster(tmp_path / "r.csv", 40)
     one = generate_command(
         "cs_manager_monthly_kpi", roster, "2026-11", tmp_path / "one", secret=SECRET, workers=1
     )
@@ -472,10 +470,7 @@ def test_generate_command_in_fresh_worker_processes(
 
     if "spawn" not in multiprocessing.get_all_start_methods():
         pytest.skip("no spawn start method")
-    rows = ["工号,姓名,部门,岗位,考核人,sales_rate.target"]
-    rows += [f"E{i:03d},员工{i},部门{i % 3},客服经理,李娜,{100 + i % 4 * 10}" for i in range(12)]
-    roster = tmp_path / "r.csv"
-    roster.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    roster = _roster(tmp_path / "r.csv", 12)
     one = generate_command(
         "cs_manager_monthly_kpi", roster, "2026-11", tmp_path / "one", secret=SECRET, workers=1
     )
