@@ -60,6 +60,13 @@ from kpi_excel.read import (
 
 __all__ = ["FastBook", "open_fast"]
 
+try:  # the per-cell loops in C (built with the package when a compiler is there)
+    from kpi_excel import _speedups as _C
+except ImportError:  # pragma: no cover - the Python loops below do the same
+    _C = None
+#: whether the loops run in C; tests set it False to run the Python reference loops
+SPEEDUPS = _C is not None
+
 _MAIN = "http://schemas.openxmlformats.org/spreadsheetml/2006/main"
 
 # -- the XML grammar of a plainly written part -------------------------------------
@@ -507,22 +514,85 @@ def _scan(data: bytes) -> _Scan:
         return _Scan([])
     if _FIRST_PIECE.fullmatch(first) is None:
         raise _Odd
+    entries = (_C.scan_pieces if SPEEDUPS else scan_pieces)(pieces, _PIECES, _read_piece)
+    if entries is None:
+        raise _Odd
+    return _Scan(entries)
+
+
+# The three loops over a sheet's cells, here in Python, and in C in kpi_excel._speedups
+# (the same arguments, the same results, the same calls back): the C loops run when
+# the module is built (SPEEDUPS); these are their reference, which tests compare them
+# with.
+
+
+def scan_pieces(
+    pieces: list[bytes], known: dict[bytes, _Piece], read_piece: Any
+) -> list[_Piece] | None:
+    """The readings of the cell pieces ``pieces[1:]`` that hold a cell, in order: each
+    is ``known[piece]``, else ``read_piece(piece)`` (which may raise). None when the
+    cells are out of order or duplicated (empty cells too), a piece follows the last
+    row, or the last row is never reached."""
     entries: list[_Piece] = []
     keep = entries.append
-    known = _PIECES.get
+    known_get = known.get
     last, ended = 0, False
     for piece in pieces[1:]:
-        got = known(piece) or _read_piece(piece)
+        got = known_get(piece) or read_piece(piece)
         key, _coord, raw, ends = got
         if key <= last or ended:
-            # out of order, duplicated (empty cells too), or after the last row
-            raise _Odd
+            return None
         last, ended = key, ends
         if raw is not None:
             keep(got)
     if not ended:
-        raise _Odd
-    return _Scan(entries)
+        return None
+    return entries
+
+
+def sheet_records(
+    entries: list[_Piece], kept: dict[int, _SheetRecord], make: Any
+) -> tuple[list[_SheetRecord], dict[str, object], list[str], list[bytes] | None] | None:
+    """:meth:`_Views.sheet_cells`'s records, values by coordinate, fingerprint lines
+    and their UTF-8 (None if a line has none) for a scan's cells; each record kept by
+    its piece's identity, else ``make(piece)`` and kept. None as soon as a record has
+    no row (the reference reader answers)."""
+    records: list[_SheetRecord] = []
+    keep = records.append
+    by: dict[str, object] = {}
+    lines: list[str] = []
+    encoded: list[bytes] | None = []
+    for piece in entries:
+        got = kept.get(id(piece))
+        if got is None or got[0] is not piece:
+            got = kept[id(piece)] = make(piece)
+        if got[1] is None:
+            return None
+        keep(got)
+        if got[3] is not None:
+            by[piece[1]] = got[3]
+            if got[2]:
+                lines.append(got[2])
+                if got[5] is None:
+                    encoded = None
+                elif encoded is not None:
+                    encoded.append(got[5])
+    return records, by, lines, encoded
+
+
+def xml_views(
+    entries: list[_Piece], kept: dict[int, tuple[_Piece, Any]], make: Any
+) -> dict[str, Any]:
+    """Coordinate -> each cell's view, kept by its piece's identity as (piece, view),
+    else ``make(piece)`` and kept."""
+    out = {}
+    for piece in entries:
+        got = kept.get(id(piece))
+        if got is None or got[0] is not piece:
+            got = (piece, make(piece))
+            kept[id(piece)] = got
+        out[piece[1]] = got[1]
+    return out
 
 
 # -- the reference readers' views of one cell -----------------------------------------
@@ -753,27 +823,8 @@ class _Views:
         kept = self.rows
         if len(kept) + len(entries) > _VIEWS_MAX:
             kept.clear()
-        records: list[_SheetRecord] = []
-        keep = records.append
-        by: dict[str, object] = {}
-        lines: list[str] = []
-        encoded: list[bytes] | None = []
-        for piece in entries:
-            got = kept.get(id(piece))
-            if got is None or got[0] is not piece:
-                got = kept[id(piece)] = self._sheet_record(piece)
-            if got[1] is None:
-                return None
-            keep(got)
-            if got[3] is not None:
-                by[piece[1]] = got[3]
-                if got[2]:
-                    lines.append(got[2])
-                    if got[5] is None:
-                        encoded = None
-                    elif encoded is not None:
-                        encoded.append(got[5])
-        return _FastSheetCells(records, by, lines, encoded)
+        got = (_C.sheet_records if SPEEDUPS else sheet_records)(entries, kept, self._sheet_record)
+        return None if got is None else _FastSheetCells(*got)
 
     def _sheet_record(self, piece: _Piece) -> _SheetRecord:
         """A piece's cell as :meth:`Book.sheet_cells` gives it: (piece, row, line, value,
@@ -793,19 +844,16 @@ class _Views:
             encoded = None
         return (piece, row, line, value, locked, encoded)
 
+    def _xml_view(self, piece: _Piece) -> tuple[object, str | None]:
+        return _xml_view(piece[2], self.shared)  # type: ignore[arg-type]
+
     def xml_cells(self, entries: list[_Piece]) -> dict[str, tuple[object, str | None]]:
         """:meth:`Book.xml_cells` of a scan."""
         xml = self.xml
         if len(xml) + len(entries) > _VIEWS_MAX:
             xml.clear()
-        out = {}
-        for piece in entries:
-            got = xml.get(id(piece))
-            if got is None or got[0] is not piece:
-                got = (piece, _xml_view(piece[2], self.shared))  # type: ignore[arg-type]
-                xml[id(piece)] = got
-            out[piece[1]] = got[1]
-        return out
+        views = _C.xml_views if SPEEDUPS else xml_views
+        return views(entries, xml, self._xml_view)  # type: ignore[no-any-return]
 
 
 _VIEWS: dict[tuple[int, int, int], _Views] = {}

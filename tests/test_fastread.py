@@ -36,6 +36,19 @@ from kpi_excel.roster import example_employee
 TEMPLATE = "cs_manager_monthly_kpi"
 
 
+@pytest.fixture(autouse=True, params=["c", "python"])
+def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs with the per-cell loops in C (kpi_excel._speedups) and
+    with their Python reference, the views kept from other runs forgotten."""
+    from kpi_excel import fastread as fr
+
+    if request.param == "c" and fr._C is None:
+        pytest.skip("kpi_excel._speedups is not built here")
+    monkeypatch.setattr(fr, "SPEEDUPS", request.param == "c")
+    fr._VIEWS.clear()
+    return str(request.param)
+
+
 def _key(res: Any) -> tuple:
     res.settle()
     return (

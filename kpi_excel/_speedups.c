@@ -1,0 +1,267 @@
+/*
+ * kpi_excel._speedups: the fast reader's three per-cell loops, in C.
+ *
+ * Each function does exactly what a loop in kpi_excel/fastread.py does, in the same
+ * order and with the same results; the Python loops stay as the reference and run
+ * when this module is not built (see fastread._SPEEDUPS). tests/test_speedups.py
+ * runs both on the same sheets and compares every result.
+ *
+ * Nothing here reads a file: the loops walk pieces of sheet XML that Python has cut,
+ * look them up in the caches Python keeps, and call back into Python for whatever
+ * is not cached.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+/* scan_pieces(pieces, known, read_piece) -> list | None
+ *
+ * fastread._scan's loop over the cell pieces pieces[1:]: each piece's reading is
+ * known[piece], else read_piece(piece) (which may raise); a reading is a tuple
+ * (order key, coordinate, cell or None, whether its row is the last). The readings
+ * with a cell, in order; None when the keys do not rise strictly, a piece follows
+ * the last row, or the last row is never reached.
+ */
+static PyObject *
+scan_pieces(PyObject *self, PyObject *args)
+{
+    PyObject *pieces, *known, *read_piece;
+    if (!PyArg_ParseTuple(args, "O!O!O:scan_pieces", &PyList_Type, &pieces,
+                          &PyDict_Type, &known, &read_piece))
+        return NULL;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    long long last = 0;
+    int ended = 0;
+    Py_ssize_t n = PyList_GET_SIZE(pieces);
+    for (Py_ssize_t i = 1; i < n; i++) {
+        PyObject *piece = PyList_GET_ITEM(pieces, i);
+        PyObject *got = PyDict_GetItemWithError(known, piece); /* borrowed */
+        if (got != NULL) {
+            Py_INCREF(got);
+        } else {
+            if (PyErr_Occurred())
+                goto fail;
+            got = PyObject_CallOneArg(read_piece, piece);
+            if (got == NULL)
+                goto fail;
+        }
+        if (!PyTuple_Check(got) || PyTuple_GET_SIZE(got) != 4) {
+            Py_DECREF(got);
+            PyErr_SetString(PyExc_TypeError, "a piece's reading is a tuple of 4");
+            goto fail;
+        }
+        long long key = PyLong_AsLongLong(PyTuple_GET_ITEM(got, 0));
+        if (key == -1 && PyErr_Occurred()) {
+            Py_DECREF(got);
+            goto fail;
+        }
+        int ends = PyObject_IsTrue(PyTuple_GET_ITEM(got, 3));
+        if (ends < 0) {
+            Py_DECREF(got);
+            goto fail;
+        }
+        if (key <= last || ended) {
+            Py_DECREF(got);
+            Py_DECREF(out);
+            Py_RETURN_NONE;
+        }
+        last = key;
+        ended = ends;
+        if (PyTuple_GET_ITEM(got, 2) != Py_None && PyList_Append(out, got) < 0) {
+            Py_DECREF(got);
+            goto fail;
+        }
+        Py_DECREF(got);
+    }
+    if (!ended) {
+        Py_DECREF(out);
+        Py_RETURN_NONE;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+/* The view kept for `piece` in `kept` (by its identity: a kept view is a tuple whose
+ * first item is the piece itself), or a new one made by make(piece) and kept.
+ * Returns a new reference. */
+static PyObject *
+kept_view(PyObject *kept, PyObject *piece, PyObject *make, int pair)
+{
+    PyObject *id = PyLong_FromVoidPtr(piece);
+    if (id == NULL)
+        return NULL;
+    PyObject *got = PyDict_GetItemWithError(kept, id); /* borrowed */
+    if (got != NULL && PyTuple_Check(got) && PyTuple_GET_SIZE(got) >= 1 &&
+        PyTuple_GET_ITEM(got, 0) == piece) {
+        Py_INCREF(got);
+        Py_DECREF(id);
+        return got;
+    }
+    if (got == NULL && PyErr_Occurred()) {
+        Py_DECREF(id);
+        return NULL;
+    }
+    PyObject *made = PyObject_CallOneArg(make, piece);
+    if (made == NULL) {
+        Py_DECREF(id);
+        return NULL;
+    }
+    if (pair) { /* kept as (piece, view) */
+        PyObject *t = PyTuple_Pack(2, piece, made);
+        Py_DECREF(made);
+        if (t == NULL) {
+            Py_DECREF(id);
+            return NULL;
+        }
+        made = t;
+    } else if (!PyTuple_Check(made) || PyTuple_GET_SIZE(made) != 6) {
+        Py_DECREF(made);
+        Py_DECREF(id);
+        PyErr_SetString(PyExc_TypeError, "a sheet record is a tuple of 6");
+        return NULL;
+    }
+    if (PyDict_SetItem(kept, id, made) < 0) {
+        Py_DECREF(made);
+        Py_DECREF(id);
+        return NULL;
+    }
+    Py_DECREF(id);
+    return made;
+}
+
+/* sheet_records(entries, kept, make_record) -> (records, by, lines, encoded) | None
+ *
+ * fastread._Views.sheet_cells's loop: each entry's record (kept by the entry's
+ * identity, else make_record(entry), kept) -- (piece, row, line, value, locked, line
+ * in UTF-8); None as soon as a record's row is None. by maps the coordinate of each
+ * cell with a value to it; lines and encoded gather the non-empty lines (encoded
+ * None once a line has no UTF-8).
+ */
+static PyObject *
+sheet_records(PyObject *self, PyObject *args)
+{
+    PyObject *entries, *kept, *make;
+    if (!PyArg_ParseTuple(args, "O!O!O:sheet_records", &PyList_Type, &entries,
+                          &PyDict_Type, &kept, &make))
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(entries);
+    PyObject *records = PyList_New(0), *by = PyDict_New(), *lines = PyList_New(0);
+    PyObject *encoded = PyList_New(0);
+    if (records == NULL || by == NULL || lines == NULL || encoded == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *piece = PyList_GET_ITEM(entries, i);
+        PyObject *got = kept_view(kept, piece, make, 0);
+        if (got == NULL)
+            goto fail;
+        if (PyTuple_GET_ITEM(got, 1) == Py_None) {
+            Py_DECREF(got);
+            Py_DECREF(records);
+            Py_DECREF(by);
+            Py_DECREF(lines);
+            Py_XDECREF(encoded);
+            Py_RETURN_NONE;
+        }
+        if (PyList_Append(records, got) < 0)
+            goto fail_got;
+        PyObject *value = PyTuple_GET_ITEM(got, 3);
+        if (value != Py_None) {
+            if (!PyTuple_Check(piece) || PyTuple_GET_SIZE(piece) < 2) {
+                PyErr_SetString(PyExc_TypeError, "a piece is a tuple of 4");
+                goto fail_got;
+            }
+            if (PyDict_SetItem(by, PyTuple_GET_ITEM(piece, 1), value) < 0)
+                goto fail_got;
+            PyObject *line = PyTuple_GET_ITEM(got, 2);
+            int has = PyObject_IsTrue(line);
+            if (has < 0)
+                goto fail_got;
+            if (has) {
+                if (PyList_Append(lines, line) < 0)
+                    goto fail_got;
+                PyObject *enc = PyTuple_GET_ITEM(got, 5);
+                if (enc == Py_None) {
+                    Py_CLEAR(encoded);
+                } else if (encoded != NULL && PyList_Append(encoded, enc) < 0) {
+                    goto fail_got;
+                }
+            }
+        }
+        Py_DECREF(got);
+        continue;
+    fail_got:
+        Py_DECREF(got);
+        goto fail;
+    }
+    if (encoded == NULL) {
+        encoded = Py_None;
+        Py_INCREF(encoded);
+    }
+    return Py_BuildValue("(NNNN)", records, by, lines, encoded);
+fail:
+    Py_XDECREF(records);
+    Py_XDECREF(by);
+    Py_XDECREF(lines);
+    Py_XDECREF(encoded);
+    return NULL;
+}
+
+/* xml_views(entries, kept, make_view) -> dict
+ *
+ * fastread._Views.xml_cells's loop: coordinate -> each entry's view, kept by the
+ * entry's identity as (entry, view), else make_view(entry) and kept.
+ */
+static PyObject *
+xml_views(PyObject *self, PyObject *args)
+{
+    PyObject *entries, *kept, *make;
+    if (!PyArg_ParseTuple(args, "O!O!O:xml_views", &PyList_Type, &entries, &PyDict_Type,
+                          &kept, &make))
+        return NULL;
+    PyObject *out = PyDict_New();
+    if (out == NULL)
+        return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(entries);
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *piece = PyList_GET_ITEM(entries, i);
+        if (!PyTuple_Check(piece) || PyTuple_GET_SIZE(piece) < 2) {
+            PyErr_SetString(PyExc_TypeError, "a piece is a tuple of 4");
+            goto fail;
+        }
+        PyObject *got = kept_view(kept, piece, make, 1);
+        if (got == NULL)
+            goto fail;
+        int rc = PyDict_SetItem(out, PyTuple_GET_ITEM(piece, 1), PyTuple_GET_ITEM(got, 1));
+        Py_DECREF(got);
+        if (rc < 0)
+            goto fail;
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
+static PyMethodDef methods[] = {
+    {"scan_pieces", scan_pieces, METH_VARARGS,
+     "fastread._scan's loop over a sheet's cell pieces."},
+    {"sheet_records", sheet_records, METH_VARARGS,
+     "fastread._Views.sheet_cells's loop over a scan's cells."},
+    {"xml_views", xml_views, METH_VARARGS, "fastread._Views.xml_cells's loop."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "kpi_excel._speedups",
+    "The fast reader's per-cell loops in C (kpi_excel.fastread keeps them in Python too).",
+    -1, methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    return PyModule_Create(&module);
+}

@@ -1,0 +1,241 @@
+"""kpi_excel._speedups (the fast reader's per-cell loops in C) against the Python loops
+in kpi_excel.fastread they stand for: the same results, the same calls back in the
+same order, the same caches filled, the same exceptions -- on generated inputs of every
+shape and on real forms (tests/test_fastread.py runs its whole comparison with the
+reference reader both with the C loops and without).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import tracemalloc
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kpi_excel import fastread as fr
+
+C: Any = fr._C
+needs_c = pytest.mark.skipif(C is None, reason="kpi_excel._speedups is not built here")
+
+
+def test_built_where_required() -> None:
+    """CI builds the module (a compiler is there): a build that silently failed would
+    leave the Python loops running and the benchmark slower."""
+    if os.environ.get("KPI_EXCEL_REQUIRE_SPEEDUPS") != "1":
+        pytest.skip("KPI_EXCEL_REQUIRE_SPEEDUPS is not set")
+    assert C is not None and fr.SPEEDUPS
+
+
+class Stop(Exception):
+    pass
+
+
+def _run(fn: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "ok", fn(*args)
+    except Stop as e:
+        return "raised", e.args
+
+
+# -- scan_pieces -----------------------------------------------------------------------
+
+#: a piece's reading: (order key, coordinate, cell or None, its row the last)
+readings = st.tuples(
+    st.integers(min_value=-3, max_value=40),
+    st.sampled_from(["A1", "B2", "C3"]),
+    st.sampled_from([None, "cell", ("t", 0)]),
+    st.sampled_from([False, True, 0, 1, "", "x"]),
+)
+
+
+@needs_c
+@settings(max_examples=400, deadline=None)
+@given(plan=st.lists(st.tuples(readings, st.sampled_from(["known", "read", "raise"])), max_size=12))
+def test_scan_pieces_same(plan: list[tuple[tuple, str]]) -> None:
+    pieces = [b"first"] + [f"p{i}".encode() for i in range(len(plan))]
+    known = {pieces[i + 1]: r for i, (r, how) in enumerate(plan) if how == "known"}
+    plans = {pieces[i + 1]: (r, how) for i, (r, how) in enumerate(plan)}
+
+    def reader(calls: list[bytes]) -> Any:
+        def read(piece: bytes) -> Any:
+            calls.append(piece)
+            r, how = plans[piece]
+            if how == "raise":
+                raise Stop(piece)
+            return r
+
+        return read
+
+    calls_c: list[bytes] = []
+    calls_py: list[bytes] = []
+    got_c = _run(C.scan_pieces, pieces, dict(known), reader(calls_c))
+    got_py = _run(fr.scan_pieces, pieces, dict(known), reader(calls_py))
+    assert got_c == got_py
+    assert calls_c == calls_py
+    if got_c[0] == "ok" and got_c[1] is not None:  # the very readings, not copies
+        assert all(a is b for a, b in zip(got_c[1], got_py[1], strict=True))
+
+
+@needs_c
+def test_scan_pieces_examples() -> None:
+    a, b, c = (
+        (1 << 15 | 1, "A1", "x", False),
+        (1 << 15 | 2, "B1", None, False),
+        (
+            2 << 15 | 1,
+            "A2",
+            "y",
+            True,
+        ),
+    )
+    for fn in (C.scan_pieces, fr.scan_pieces):
+        assert fn([b""], {}, None) is None  # no cell piece: the last row never reached
+        assert fn([b"", b"a", b"b", b"c"], {b"a": a, b"b": b, b"c": c}, None) == [a, c]
+        assert fn([b"", b"a", b"a"], {b"a": a}, None) is None  # duplicated
+        assert fn([b"", b"c", b"a"], {b"a": a, b"c": c}, None) is None  # out of order
+        assert fn([b"", b"a"], {b"a": a}, None) is None  # the last row never reached
+
+
+@needs_c
+def test_scan_pieces_rejects_what_python_cannot_unpack() -> None:
+    with pytest.raises((TypeError, ValueError)):
+        fr.scan_pieces([b"", b"a"], {b"a": (1, "A1", None)}, None)
+    with pytest.raises(TypeError):
+        C.scan_pieces([b"", b"a"], {b"a": (1, "A1", None)}, None)
+    with pytest.raises(TypeError):
+        C.scan_pieces((b"", b"a"), {}, None)  # a list, as bytes.split gives
+
+
+# -- sheet_records and xml_views ---------------------------------------------------------
+
+records_plan = st.lists(
+    st.tuples(
+        st.sampled_from(["kept", "stale", "new", "raise"]),
+        st.booleans(),  # row is None (odd)
+        st.sampled_from(["", "A1=1"]),  # line
+        st.sampled_from([None, 0, "", "v"]),  # value
+        st.sampled_from([b"", b"A1=1", None]),  # line in UTF-8
+    ),
+    max_size=10,
+)
+
+
+def _records_case(plan: list[tuple]) -> tuple[list[tuple], dict[int, tuple], dict[int, tuple]]:
+    entries = [(i, f"A{i}", "cell", False) for i in range(len(plan))]
+    records = {
+        id(p): (p, None if odd else ("row",), line, value, bool(line), enc)
+        for p, (_how, odd, line, value, enc) in zip(entries, plan, strict=True)
+    }
+    kept: dict[int, tuple] = {}
+    for p, (how, *_rest) in zip(entries, plan, strict=True):
+        if how == "kept":
+            kept[id(p)] = records[id(p)]
+        elif how == "stale":  # kept for another object that had this id
+            kept[id(p)] = (("other",), ("row",), "", None, False, b"")
+    return entries, records, kept
+
+
+@needs_c
+@settings(max_examples=400, deadline=None)
+@given(plan=records_plan)
+def test_sheet_records_same(plan: list[tuple]) -> None:
+    entries, records, kept = _records_case(plan)
+    how = {id(p): h for p, (h, *_r) in zip(entries, plan, strict=True)}
+
+    def maker(calls: list[str]) -> Any:
+        def make(piece: tuple) -> tuple:
+            calls.append(piece[1])
+            if how[id(piece)] == "raise":
+                raise Stop(piece[1])
+            return records[id(piece)]
+
+        return make
+
+    calls_c: list[str] = []
+    calls_py: list[str] = []
+    kept_c, kept_py = dict(kept), dict(kept)
+    got_c = _run(C.sheet_records, entries, kept_c, maker(calls_c))
+    got_py = _run(fr.sheet_records, entries, kept_py, maker(calls_py))
+    assert got_c == got_py
+    assert calls_c == calls_py
+    assert kept_c == kept_py
+
+
+@needs_c
+@settings(max_examples=300, deadline=None)
+@given(plan=records_plan)
+def test_xml_views_same(plan: list[tuple]) -> None:
+    entries, _records, _kept = _records_case(plan)
+    how = {id(p): h for p, (h, *_r) in zip(entries, plan, strict=True)}
+    kept = {
+        id(p): ((p if h == "kept" else ("other",)), ("view", p[1]))
+        for p, (h, *_r) in zip(entries, plan, strict=True)
+        if h in ("kept", "stale")
+    }
+
+    def maker(calls: list[str]) -> Any:
+        def make(piece: tuple) -> tuple:
+            calls.append(piece[1])
+            if how[id(piece)] == "raise":
+                raise Stop(piece[1])
+            return ("made", piece[1])
+
+        return make
+
+    calls_c: list[str] = []
+    calls_py: list[str] = []
+    kept_c, kept_py = dict(kept), dict(kept)
+    got_c = _run(C.xml_views, entries, kept_c, maker(calls_c))
+    got_py = _run(fr.xml_views, entries, kept_py, maker(calls_py))
+    assert got_c == got_py
+    assert calls_c == calls_py
+    assert kept_c == kept_py
+
+
+@needs_c
+def test_sheet_records_checks_the_record_shape() -> None:
+    entries = [(1, "A1", "cell", True)]
+    with pytest.raises(TypeError):
+        C.sheet_records(entries, {}, lambda p: (p, ("row",), ""))
+
+
+@needs_c
+def test_no_leak() -> None:
+    """The loops hold no reference too many: memory stays flat over many calls, on
+    every path (found, made, odd, raised)."""
+    piece = (1 << 15 | 1, "A1", "cell", True)
+    reading = {b"a": piece}
+    record = (piece, ("row",), "A1=1", 1, True, b"A1=1")
+
+    def bad(_p: Any) -> Any:
+        raise Stop
+
+    def rounds() -> None:
+        for _ in range(2000):
+            C.scan_pieces([b"", b"a"], reading, None)
+            C.scan_pieces([b"", b"a", b"a"], reading, None)
+            _run(C.scan_pieces, [b"", b"b"], reading, bad)
+            C.sheet_records([piece], {}, lambda p: record)
+            C.sheet_records([piece], {}, lambda p: (p, None, "", None, False, b""))
+            _run(C.sheet_records, [piece], {}, bad)
+            C.xml_views([piece], {}, lambda p: ("v", None))
+            _run(C.xml_views, [piece], {}, bad)
+
+    rounds()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rounds()
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(3):
+            rounds()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 64 * 1024
