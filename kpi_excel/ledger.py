@@ -214,6 +214,42 @@ def _real(v: object) -> float | None:
     return None
 
 
+def _file_params(r: FileRow, seen: str) -> tuple[object, ...]:
+    return (
+        r.sha256,
+        r.period,
+        r.status,
+        r.reason,
+        r.employee_id,
+        r.name,
+        r.department,
+        r.position,
+        r.template_id,
+        r.template_version,
+        _text(r.total),
+        _text(r.total_in_file),
+        r.grade,
+        _text(r.pay),
+        int(r.counted),
+        seen,
+    )
+
+
+def _order_free(rows: list[FileRow]) -> bool:
+    """Whether writing ``rows`` kind by kind gives what writing them one after another
+    gives: each (sha256, period) once (a later row would replace an earlier one's
+    anomalies), and no employee and period with a counted row and any other row (a
+    counted row un-counts the others, which a later row would write again)."""
+    keys = {(r.sha256, r.period) for r in rows}
+    if len(keys) != len(rows):
+        return False
+    counted = {(r.employee_id, r.period) for r in rows if r.counted and r.employee_id and r.period}
+    if not counted:
+        return True
+    people = [(r.employee_id, r.period) for r in rows if (r.employee_id, r.period) in counted]
+    return len(people) == len(counted)
+
+
 def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts).replace(microsecond=0).isoformat()
 
@@ -304,16 +340,7 @@ class Ledger:
             "INSERT INTO scores VALUES (?,?,?,?,?,?,?,?)", [(*key, *s.params()) for s in scores]
         )
 
-    def record(self, rows: Iterable[FileRow], now: dt.datetime | None = None) -> None:
-        """Write (or rewrite identically) the rows of one collection (and commit the
-        scores staged for it)."""
-        seen = (now or dt.datetime.now()).replace(microsecond=0).isoformat()
-        c = self.conn
-        with c:
-            for r in rows:
-                key = (r.sha256, r.period)
-                c.execute(
-                    """INSERT INTO files (sha256, period, status, reason, employee_id, name,
+    _UPSERT_FILE = """INSERT INTO files (sha256, period, status, reason, employee_id, name,
                            department, position, template_id, template_version, total,
                            total_in_file, grade, pay, counted, first_seen)
                        VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)
@@ -324,51 +351,90 @@ class Ledger:
                            template_id=excluded.template_id,
                            template_version=excluded.template_version,
                            total=excluded.total, total_in_file=excluded.total_in_file,
-                           grade=excluded.grade, pay=excluded.pay, counted=excluded.counted""",
-                    (
-                        *key,
-                        r.status,
-                        r.reason,
-                        r.employee_id,
-                        r.name,
-                        r.department,
-                        r.position,
-                        r.template_id,
-                        r.template_version,
-                        _text(r.total),
-                        _text(r.total_in_file),
-                        r.grade,
-                        _text(r.pay),
-                        int(r.counted),
-                        seen,
-                    ),
-                )
-                if r.counted and r.employee_id and r.period:
-                    # a newer return collected later replaces the one counted before
-                    c.execute(
-                        "UPDATE files SET counted = 0 WHERE period = ? AND employee_id = ? AND sha256 <> ?",
-                        (r.period, r.employee_id, r.sha256),
-                    )
-                for s in r.sources:
-                    c.execute(
-                        """INSERT INTO sources (sha256, period, path, size, mtime, status, reason)
+                           grade=excluded.grade, pay=excluded.pay, counted=excluded.counted"""
+    # a newer return collected later replaces the one counted before
+    _UNCOUNT = "UPDATE files SET counted = 0 WHERE period = ? AND employee_id = ? AND sha256 <> ?"
+    _UPSERT_SOURCE = """INSERT INTO sources (sha256, period, path, size, mtime, status, reason)
                            VALUES (?,?,?,?,?,?,?)
                            ON CONFLICT (sha256, period, path) DO UPDATE SET
                                size=excluded.size, mtime=excluded.mtime,
-                               status=excluded.status, reason=excluded.reason""",
-                        (*key, s.path, s.size, _iso(s.mtime), s.status, s.reason),
-                    )
-                if key not in self._staged:
-                    self._write_scores(key, r.scores)
-                c.execute("DELETE FROM anomalies WHERE sha256 = ? AND period = ?", key)
-                c.executemany(
-                    "INSERT INTO anomalies VALUES (?,?,?,?,?,?,?,?,?)",
-                    [
-                        (*key, i, a.path, a.cell, a.address, a.kind, a.severity, a.message)
-                        for i, a in enumerate(r.anomalies, 1)
-                    ],
-                )
+                               status=excluded.status, reason=excluded.reason"""
+    _DROP_ANOMALIES = "DELETE FROM anomalies WHERE sha256 = ? AND period = ?"
+    _ADD_ANOMALY = "INSERT INTO anomalies VALUES (?,?,?,?,?,?,?,?,?)"
+
+    def record(self, rows: Iterable[FileRow], now: dt.datetime | None = None) -> None:
+        """Write (or rewrite identically) the rows of one collection (and commit the
+        scores staged for it).
+
+        Each kind of row is written in one batch when the order of the rows cannot
+        matter: every (sha256, period) once, and no employee and period with a counted
+        row and another row. Otherwise row by row, in order (:meth:`_record_in_order`,
+        the reference): then a later row can undo what an earlier one did."""
+        seen = (now or dt.datetime.now()).replace(microsecond=0).isoformat()
+        rows = list(rows)
+        c = self.conn
+        with c:
+            if _order_free(rows):
+                self._record_batched(rows, seen)
+            else:
+                self._record_in_order(rows, seen)
         self._staged.clear()
+
+    def _record_batched(self, rows: list[FileRow], seen: str) -> None:
+        c = self.conn
+        c.executemany(self._UPSERT_FILE, [_file_params(r, seen) for r in rows])
+        c.executemany(
+            self._UNCOUNT,
+            [
+                (r.period, r.employee_id, r.sha256)
+                for r in rows
+                if r.counted and r.employee_id and r.period
+            ],
+        )
+        c.executemany(
+            self._UPSERT_SOURCE,
+            [
+                (r.sha256, r.period, s.path, s.size, _iso(s.mtime), s.status, s.reason)
+                for r in rows
+                for s in r.sources
+            ],
+        )
+        for r in rows:
+            key = (r.sha256, r.period)
+            if key not in self._staged:
+                self._write_scores(key, r.scores)
+        c.executemany(self._DROP_ANOMALIES, [(r.sha256, r.period) for r in rows])
+        c.executemany(
+            self._ADD_ANOMALY,
+            [
+                (r.sha256, r.period, i, a.path, a.cell, a.address, a.kind, a.severity, a.message)
+                for r in rows
+                for i, a in enumerate(r.anomalies, 1)
+            ],
+        )
+
+    def _record_in_order(self, rows: list[FileRow], seen: str) -> None:
+        c = self.conn
+        for r in rows:
+            key = (r.sha256, r.period)
+            c.execute(self._UPSERT_FILE, _file_params(r, seen))
+            if r.counted and r.employee_id and r.period:
+                c.execute(self._UNCOUNT, (r.period, r.employee_id, r.sha256))
+            for s in r.sources:
+                c.execute(
+                    self._UPSERT_SOURCE,
+                    (*key, s.path, s.size, _iso(s.mtime), s.status, s.reason),
+                )
+            if key not in self._staged:
+                self._write_scores(key, r.scores)
+            c.execute(self._DROP_ANOMALIES, key)
+            c.executemany(
+                self._ADD_ANOMALY,
+                [
+                    (*key, i, a.path, a.cell, a.address, a.kind, a.severity, a.message)
+                    for i, a in enumerate(r.anomalies, 1)
+                ],
+            )
 
     def counts(self) -> dict[str, int]:
         """Rows per table (used to show a collection is idempotent)."""
