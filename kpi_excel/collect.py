@@ -1082,6 +1082,16 @@ def _as_shown(text: str, pct: bool) -> str:
         return text
 
 
+def _score_heads(tpl: _Template) -> list[tuple[str, str, str | None, str | None]]:
+    """(cell, kind, indicator, section) of each computed cell's score row, worked out
+    once per template."""
+    got = tpl.__dict__.get("_score_heads")
+    if got is None:
+        got = [(c.name, c.kind, c.indicator, c.section) for c in tpl.cf.cells]
+        tpl.__dict__["_score_heads"] = got
+    return got  # type: ignore[no-any-return]
+
+
 def _formula_texts(tpl: _Template) -> dict[str, tuple[str, str]]:
     """Each computed cell's formula as generated (``=…``) and its canonical text,
     worked out once per template."""
@@ -1263,6 +1273,21 @@ def _check_dates(res: FileResult, book: Book, form: m.Form, checked: dict[str, C
         _date_in_range(res, h.label, c.value, name, ref.address)
 
 
+_TOMORROW: tuple[float, dt.date] = (0.0, dt.date.min)
+
+
+def _tomorrow() -> dt.date:
+    """Tomorrow's date, worked out at most once a second (``date.today`` reads the
+    local time zone: a few of them per form added up)."""
+    global _TOMORROW
+    now = time.time()
+    at, day = _TOMORROW
+    if not 0 <= now - at < 1:
+        day = dt.date.today() + dt.timedelta(days=1)
+        _TOMORROW = (now, day)
+    return day
+
+
 def _date_in_range(res: FileResult, label: str, value: Any, name: str, address: str) -> None:
     """A typed date (a serial number) should fall in or after the period, not later than
     tomorrow, and not more than a year after the period."""
@@ -1278,7 +1303,7 @@ def _date_in_range(res: FileResult, label: str, value: Any, name: str, address: 
             name,
             address,
         )
-    elif day > dt.date.today() + dt.timedelta(days=1):
+    elif day > _tomorrow():
         res.add("date_range", "warning", f"“{label}”为 {day}，晚于今天；请核对", name, address)
     elif end and day > end + dt.timedelta(days=366):
         res.add(
@@ -1723,9 +1748,7 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
                 ),
             )
         )
-    res.scores = [
-        ScoreRow.of(c.name, c.kind, c.indicator, c.section, final.get(c.name)) for c in cf.cells
-    ]
+    res.scores = ScoreRow.rows(_score_heads(tpl), final)
 
 
 @dataclass(frozen=True)

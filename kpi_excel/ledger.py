@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -140,6 +140,23 @@ class ScoreRow(NamedTuple):
         # (tuple.__new__: the named tuple's own __new__ is a Python function)
         row = (cell, kind, indicator, section, value, _text(value), _real(value))
         return tuple.__new__(cls, row)
+
+    @classmethod
+    def rows(
+        cls, heads: Iterable[tuple[str, str, str | None, str | None]], values: Mapping[str, object]
+    ) -> list[ScoreRow]:
+        """:meth:`of` for each (cell, kind, indicator, section), its value
+        ``values.get(cell)`` (a form's tens of rows in one call; Decimals, the usual
+        value, worked out inline as :func:`_text` and :func:`_real` do)."""
+        new, get = tuple.__new__, values.get
+        out = []
+        for head in heads:
+            v = get(head[0])
+            if type(v) is Decimal:
+                out.append(new(cls, (*head, v, format(v.normalize(), "f"), float(v))))
+            else:
+                out.append(new(cls, (*head, v, _text(v), _real(v))))
+        return out
 
     def __reduce__(self) -> tuple[type, tuple[object, ...]]:
         return ScoreRow, tuple(self)  # pickled as the plain tuple: ~2x faster

@@ -293,3 +293,26 @@ def test_order_free() -> None:
     assert _order_free(
         [_row("c" * 64, "2026-11", "E001", "95", counted=False), b]
     )  # nobody counted twice
+
+
+def test_score_rows_in_one_call_equal_one_at_a_time() -> None:
+    """ScoreRow.rows (a form's rows in one call, Decimals inline) gives what ScoreRow.of
+    gives, for every kind of value a computed cell holds."""
+    values: dict[str, object] = {
+        "a": Decimal("67.60"),
+        "b": Decimal("-0"),
+        "c": Decimal("1E+3"),
+        "d": Decimal("0.000"),
+        "e": Decimal("NaN"),
+        "f": "A",
+        "g": None,
+        "h": True,
+        "i": 3,
+        "j": 2.5,
+        "k": Decimal("-12.3450"),
+    }
+    heads = [(name, "score", "ind", "sec") for name in [*values, "missing"]]
+    got = ScoreRow.rows(heads, values)
+    want = [ScoreRow.of(*head, values.get(head[0])) for head in heads]
+    assert [repr(tuple(r)) for r in got] == [repr(tuple(r)) for r in want]
+    assert all(type(r) is ScoreRow for r in got)
