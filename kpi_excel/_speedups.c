@@ -13,6 +13,83 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+/* cut_pieces(data, prev) -> list[bytes]
+ *
+ * data.split(b'<c r="'), with each piece that equals the piece at the same place in
+ * `prev` (a list of bytes: the same sheet of the previous form) given as that very
+ * object. The pieces that recur are then not copied, and their hash is known: the
+ * lookups of scan_pieces find them by identity.
+ */
+static PyObject *
+cut_pieces(PyObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    PyObject *prev;
+    if (!PyArg_ParseTuple(args, "y*O:cut_pieces", &buf, &prev))
+        return NULL;
+    if (prev != Py_None && !PyList_Check(prev)) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_TypeError, "prev is a list of bytes or None");
+        return NULL;
+    }
+    static const char token[] = "<c r=\"";
+    const Py_ssize_t tlen = 6;
+    const char *data = (const char *)buf.buf;
+    const Py_ssize_t n = buf.len;
+    Py_ssize_t nprev = prev == Py_None ? 0 : PyList_GET_SIZE(prev);
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        PyBuffer_Release(&buf);
+        return NULL;
+    }
+    Py_ssize_t start = 0, i = 0;
+    for (;;) {
+        /* the next token at or after pos */
+        Py_ssize_t end = -1, pos = start;
+        while (pos + tlen <= n) {
+            const char *lt = memchr(data + pos, '<', (size_t)(n - tlen + 1 - pos));
+            if (lt == NULL)
+                break;
+            pos = lt - data;
+            if (memcmp(lt, token, (size_t)tlen) == 0) {
+                end = pos;
+                break;
+            }
+            pos++;
+        }
+        Py_ssize_t stop = end < 0 ? n : end;
+        Py_ssize_t len = stop - start;
+        PyObject *piece = NULL;
+        if (i < nprev) {
+            PyObject *old = PyList_GET_ITEM(prev, i);
+            if (PyBytes_CheckExact(old) && PyBytes_GET_SIZE(old) == len &&
+                memcmp(PyBytes_AS_STRING(old), data + start, (size_t)len) == 0) {
+                piece = old;
+                Py_INCREF(piece);
+            }
+        }
+        if (piece == NULL) {
+            piece = PyBytes_FromStringAndSize(data + start, len);
+            if (piece == NULL)
+                goto fail;
+        }
+        int rc = PyList_Append(out, piece);
+        Py_DECREF(piece);
+        if (rc < 0)
+            goto fail;
+        i++;
+        if (end < 0)
+            break;
+        start = end + tlen;
+    }
+    PyBuffer_Release(&buf);
+    return out;
+fail:
+    PyBuffer_Release(&buf);
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* scan_pieces(pieces, known, read_piece) -> list | None
  *
  * fastread._scan's loop over the cell pieces pieces[1:]: each piece's reading is
@@ -246,6 +323,8 @@ fail:
 }
 
 static PyMethodDef methods[] = {
+    {"cut_pieces", cut_pieces, METH_VARARGS,
+     "data.split(b'<c r=\"'), reusing the pieces that equal the previous list's."},
     {"scan_pieces", scan_pieces, METH_VARARGS,
      "fastread._scan's loop over a sheet's cell pieces."},
     {"sheet_records", sheet_records, METH_VARARGS,

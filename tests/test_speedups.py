@@ -41,6 +41,44 @@ def _run(fn: Any, *args: Any) -> tuple[str, Any]:
         return "raised", e.args
 
 
+# -- cut_pieces ------------------------------------------------------------------------
+
+fragments = st.lists(
+    st.sampled_from([b'<c r="', b"<c", b'<c r="A1"', b"<", b'r="', b"x", b"\xe4\xb8\xad", b""]),
+    max_size=14,
+)
+
+
+@needs_c
+@settings(max_examples=500, deadline=None)
+@given(now=fragments, before=fragments, prev_none=st.booleans())
+def test_cut_pieces_is_split(now: list[bytes], before: list[bytes], prev_none: bool) -> None:
+    """The same list as bytes.split, with every piece equal to the previous list's at
+    the same place given as that very object (and no other reused)."""
+    data, old = b"".join(now), b"".join(before)
+    prev = None if prev_none else old.split(b'<c r="')
+    got = C.cut_pieces(data, prev)
+    assert got == data.split(b'<c r="')
+    assert all(type(p) is bytes for p in got)
+    for i, piece in enumerate(got):
+        if prev is not None and i < len(prev) and prev[i] == piece:
+            assert piece is prev[i]
+        elif prev is not None and len(piece) > 1:  # (bytes of 0 or 1 byte are shared)
+            assert all(piece is not q for q in prev)
+
+
+@needs_c
+def test_cut_pieces_examples() -> None:
+    assert C.cut_pieces(b"", None) == [b""]
+    assert C.cut_pieces(b'<c r="', None) == [b"", b""]
+    assert C.cut_pieces(b'a<c r="b<c r="c', []) == [b"a", b"b", b"c"]
+    assert C.cut_pieces(memoryview(b'a<c r="b'), None) == [b"a", b"b"]  # any buffer
+    with pytest.raises(TypeError):
+        C.cut_pieces(b"a", (b"a",))  # the previous pieces are a list
+    # a piece of another type at a place is not reused, only compared
+    assert C.cut_pieces(b'a<c r="b', [bytearray(b"a"), b"b"]) == [b"a", b"b"]
+
+
 # -- scan_pieces -----------------------------------------------------------------------
 
 #: a piece's reading: (order key, coordinate, cell or None, its row the last)
@@ -215,7 +253,9 @@ def test_no_leak() -> None:
         raise Stop
 
     def rounds() -> None:
+        prev = C.cut_pieces(b'x<c r="a<c r="b', None)
         for _ in range(2000):
+            C.cut_pieces(b'x<c r="a<c r="c', prev)
             C.scan_pieces([b"", b"a"], reading, None)
             C.scan_pieces([b"", b"a", b"a"], reading, None)
             _run(C.scan_pieces, [b"", b"b"], reading, bad)

@@ -93,7 +93,6 @@ def _path(loc: tuple[Any, ...], data: Any) -> str:
 def load_form_text(text: str, source: str = "<template>") -> Form:
     """Parse and validate a template; raise :class:`SpecError` with located problems."""
     try:
-        node = yaml.compose(text, Loader=_Loader)
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
@@ -106,6 +105,9 @@ def load_form_text(text: str, source: str = "<template>") -> Form:
     try:
         return Form.model_validate(data)
     except ValidationError as e:
+        # the node tree, for the problems' line numbers: composed only when there are
+        # problems (it is half the cost of loading a template)
+        node = yaml.compose(text, Loader=_Loader)
         problems = []
         for err in e.errors():
             loc = tuple(err["loc"])
