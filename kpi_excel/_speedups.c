@@ -322,7 +322,63 @@ fail:
     return NULL;
 }
 
+/* cell_tags_near(xml) -> bool
+ *
+ * Whether every cell start tag of a worksheet is written <c r="A1" with a reference
+ * within Z999 and no cell tag has a namespace prefix: what read._used_area finds with
+ * two regular expressions, none of them matching --
+ *   <c(?! r="[A-Z][0-9]{1,3}")[\s/>]    and    :c[\s/>]
+ * (\s of a bytes pattern: space, \t, \n, \r, \f, \v).
+ */
+static int
+tag_end(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v' ||
+           c == '/' || c == '>';
+}
+
+static PyObject *
+cell_tags_near(PyObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "y*:cell_tags_near", &buf))
+        return NULL;
+    const char *d = (const char *)buf.buf;
+    const Py_ssize_t n = buf.len;
+    int near = 1;
+    for (Py_ssize_t i = 1; near && i + 1 < n; i++) {
+        const char *c = memchr(d + i, 'c', (size_t)(n - 1 - i));
+        if (c == NULL)
+            break;
+        i = c - d; /* 1 <= i <= n - 2 */
+        if (!tag_end(d[i + 1]))
+            continue;
+        if (d[i - 1] == ':') {
+            near = 0; /* a prefixed cell tag */
+        } else if (d[i - 1] == '<') {
+            /* <c followed by a tag end: near only as  r="[A-Z][0-9]{1,3}" */
+            Py_ssize_t j = i + 1;
+            int ok = j + 5 < n && memcmp(d + j, " r=\"", 4) == 0 && d[j + 4] >= 'A' &&
+                     d[j + 4] <= 'Z';
+            if (ok) {
+                Py_ssize_t k = j + 5, digits = 0;
+                while (k < n && digits < 4 && d[k] >= '0' && d[k] <= '9') {
+                    k++;
+                    digits++;
+                }
+                ok = digits >= 1 && digits <= 3 && k < n && d[k] == '"';
+            }
+            if (!ok)
+                near = 0;
+        }
+    }
+    PyBuffer_Release(&buf);
+    return PyBool_FromLong(near);
+}
+
 static PyMethodDef methods[] = {
+    {"cell_tags_near", cell_tags_near, METH_VARARGS,
+     "Whether every cell tag is <c r=\"A1\" within Z999, none prefixed (read._used_area)."},
     {"cut_pieces", cut_pieces, METH_VARARGS,
      "data.split(b'<c r=\"'), reusing the pieces that equal the previous list's."},
     {"scan_pieces", scan_pieces, METH_VARARGS,

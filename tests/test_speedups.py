@@ -279,3 +279,47 @@ def test_no_leak() -> None:
     finally:
         tracemalloc.stop()
     assert after - before < 64 * 1024
+
+
+# -- cell_tags_near (the gate's used area) ------------------------------------------------
+
+tag_bits = st.lists(
+    st.sampled_from(
+        [b"<c", b"c", b":", b"<", b' r="', b"A", b"Z", b"a", b"1", b"9", b'"', b" ", b"\t",
+         b"\n", b"\x0b", b"\x0c", b"/", b">", b"x", b"<c r=\"A1\"", b"\xe4"]
+    ),
+    max_size=16,
+)  # fmt: skip
+
+
+@needs_c
+@settings(max_examples=1500, deadline=None)
+@given(bits=tag_bits)
+def test_cell_tags_near_same(bits: list[bytes]) -> None:
+    from kpi_excel import read
+
+    xml = b"".join(bits)
+    assert C.cell_tags_near(xml) is read.cell_tags_near(xml)
+
+
+@needs_c
+def test_cell_tags_near_on_real_sheets(tmp_path: Any) -> None:
+    import zipfile
+
+    from kpi_excel import read
+    from kpi_excel.fastwrite import CompiledWorkbook
+    from kpi_excel.generate import FormGenerator
+    from kpi_excel.roster import example_employee
+
+    gen = FormGenerator.from_ref("cs_manager_monthly_kpi", "2026-11")
+    path = tmp_path / "f.xlsx"
+    path.write_bytes(CompiledWorkbook(gen).to_bytes(example_employee(gen.form), {}))
+    with zipfile.ZipFile(path) as z:
+        sheets = [z.read(n) for n in z.namelist() if n.startswith("xl/worksheets/")]
+    assert sheets
+    for xml in sheets:
+        assert C.cell_tags_near(xml) is read.cell_tags_near(xml) is True
+        far = xml.replace(b'<c r="A1"', b'<c r="A1000"', 1) if b'<c r="A1"' in xml else xml
+        assert C.cell_tags_near(far) is read.cell_tags_near(far)
+        prefixed = xml.replace(b"<c ", b"<x:c ", 1)
+        assert C.cell_tags_near(prefixed) is read.cell_tags_near(prefixed) is False
