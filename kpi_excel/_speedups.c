@@ -376,7 +376,63 @@ cell_tags_near(PyObject *self, PyObject *args)
     return PyBool_FromLong(near);
 }
 
+/* surrogate_ref(xml) -> bool
+ *
+ * Whether the bytes hold a character reference to a lone surrogate (U+D800-U+DFFF):
+ * read._SURROGATE_REF, in one pass --
+ *   &#[xX]0*[dD][89a-fA-F][0-9a-fA-F]{2};   or   &#0*N;  with N 55296-57343 (5 digits)
+ */
+static int
+hexdigit(char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+static PyObject *
+surrogate_ref(PyObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    if (!PyArg_ParseTuple(args, "y*:surrogate_ref", &buf))
+        return NULL;
+    const char *d = (const char *)buf.buf;
+    const Py_ssize_t n = buf.len;
+    int found = 0;
+    for (Py_ssize_t i = 0; !found && i + 1 < n; i++) {
+        const char *amp = memchr(d + i, '&', (size_t)(n - 1 - i));
+        if (amp == NULL)
+            break;
+        i = amp - d;
+        if (d[i + 1] != '#')
+            continue;
+        Py_ssize_t k = i + 2;
+        if (k < n && (d[k] == 'x' || d[k] == 'X')) {
+            k++;
+            while (k < n && d[k] == '0')
+                k++;
+            found = k + 4 < n && (d[k] == 'd' || d[k] == 'D') &&
+                    ((d[k + 1] >= '8' && d[k + 1] <= '9') || (d[k + 1] >= 'a' && d[k + 1] <= 'f') ||
+                     (d[k + 1] >= 'A' && d[k + 1] <= 'F')) &&
+                    hexdigit(d[k + 2]) && hexdigit(d[k + 3]) && d[k + 4] == ';';
+        } else {
+            while (k < n && d[k] == '0')
+                k++;
+            long v = 0;
+            Py_ssize_t digits = 0;
+            while (k < n && digits < 6 && d[k] >= '0' && d[k] <= '9') {
+                v = v * 10 + (d[k] - '0');
+                k++;
+                digits++;
+            }
+            found = digits == 5 && k < n && d[k] == ';' && v >= 55296 && v <= 57343;
+        }
+    }
+    PyBuffer_Release(&buf);
+    return PyBool_FromLong(found);
+}
+
 static PyMethodDef methods[] = {
+    {"surrogate_ref", surrogate_ref, METH_VARARGS,
+     "Whether the bytes hold a character reference to a lone surrogate (read._SURROGATE_REF)."},
     {"cell_tags_near", cell_tags_near, METH_VARARGS,
      "Whether every cell tag is <c r=\"A1\" within Z999, none prefixed (read._used_area)."},
     {"cut_pieces", cut_pieces, METH_VARARGS,

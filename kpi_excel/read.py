@@ -604,10 +604,17 @@ def cell_tags_near(xml: bytes) -> bool:
     return _CELL_NOT_NEAR.search(xml) is None and _PREFIXED_C.search(xml) is None
 
 
-try:  # the same answer in C, in one pass
+def surrogate_ref(xml: bytes) -> bool:
+    """Whether ``xml`` holds a character reference to a lone surrogate (the reference
+    of ``kpi_excel._speedups.surrogate_ref``)."""
+    return _SURROGATE_REF.search(xml) is not None
+
+
+try:  # the same answers in C, in one pass each
     from kpi_excel._speedups import cell_tags_near as _cell_tags_near
+    from kpi_excel._speedups import surrogate_ref as _surrogate_ref
 except ImportError:  # pragma: no cover - not built here
-    _cell_tags_near = cell_tags_near
+    _cell_tags_near, _surrogate_ref = cell_tags_near, surrogate_ref
 
 
 def _split_ref(ref: bytes) -> tuple[int, int]:
@@ -676,7 +683,7 @@ def _check_area(data: bytes, info: zipfile.ZipInfo, sheet: str, limits: Limits) 
     """Check a worksheet's content (size, CRC, character references, used area) and
     return it."""
     xml = _check_real_size(data, info)
-    if _SURROGATE_REF.search(xml):
+    if _surrogate_ref(xml):
         raise UnreadableFile(
             "bad_xml",
             f"工作表“{sheet}”含有无效的字符引用（如 &#xD800;）：文件已损坏或被改造，拒绝读取；"

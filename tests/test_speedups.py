@@ -323,3 +323,39 @@ def test_cell_tags_near_on_real_sheets(tmp_path: Any) -> None:
         assert C.cell_tags_near(far) is read.cell_tags_near(far)
         prefixed = xml.replace(b"<c ", b"<x:c ", 1)
         assert C.cell_tags_near(prefixed) is read.cell_tags_near(prefixed) is False
+
+
+# -- surrogate_ref (the gate's character references) -------------------------------------
+
+ref_bits = st.lists(
+    st.sampled_from(
+        [b"&#", b"&", b"#", b"x", b"X", b"0", b"d", b"D", b"8", b"9", b"a", b"F", b"f", b"g",
+         b"5", b"52", b"529", b"5529", b"6", b"573", b"4", b"3", b"7", b";", b"&#xD800;",
+         b"&#55296;", b"&#57343;", b"&#57344;", b"&#55295;", b"\xe4"]
+    ),
+    max_size=14,
+)  # fmt: skip
+
+
+@needs_c
+@settings(max_examples=2000, deadline=None)
+@given(bits=ref_bits)
+def test_surrogate_ref_same(bits: list[bytes]) -> None:
+    from kpi_excel import read
+
+    xml = b"".join(bits)
+    assert C.surrogate_ref(xml) is read.surrogate_ref(xml)
+
+
+@needs_c
+def test_surrogate_ref_every_value() -> None:
+    """Every reference from U+D000 to U+E0FF, in hex and decimal, with and without
+    leading zeros: flagged exactly for U+D800-U+DFFF, as the expression does."""
+    from kpi_excel import read
+
+    for cp in range(0xD000, 0xE100):
+        for ref in (f"&#x{cp:X};", f"&#x00{cp:x};", f"&#{cp};", f"&#00{cp};", f"&#{cp}"):
+            xml = f"<v>{ref}</v>".encode()
+            want = read.surrogate_ref(xml)
+            assert C.surrogate_ref(xml) is want, ref
+            assert want is (0xD800 <= cp <= 0xDFFF and ref.endswith(";"))
