@@ -32,6 +32,7 @@ import difflib
 import functools
 import hashlib
 import json
+import marshal
 import os
 import re
 import stat
@@ -2084,7 +2085,22 @@ def _worker_check(src: Source) -> FileResult:
     """Check one file in a worker; its bulky parts travel pickled once (spool.pack)."""
 
     assert _WORKER_CTX is not None
-    return pack(check_source(src, _WORKER_CTX))  # type: ignore[no-any-return]
+    return _for_main(check_source(src, _WORKER_CTX))
+
+
+#: attribute of a checked result holding its rows of the ledger's scores table
+_LEDGER_ROWS = "_ledger_rows"
+
+
+def _for_main(res: FileResult) -> FileResult:
+    """A checked result made ready for the main process where it was checked: its
+    scores also as the rows of the ledger's scores table (marshalled: the main process
+    writes them as they come, without unpickling the scores), and its bulky parts
+    pickled once (spool.pack)."""
+    period = _storable(res.period) if res.identified else ""
+    rows = [(res.sha256, period, *s.params()) for s in _ledger_scores(res.scores)]
+    res.__dict__[_LEDGER_ROWS] = marshal.dumps(rows)
+    return pack(res)  # type: ignore[no-any-return]
 
 
 def _isolated_check(
@@ -2158,7 +2174,7 @@ def _check_all(
             return
     ctx = Context(secret, limits, fast)
     for src in sources:
-        yield check_source(src, ctx)
+        yield _for_main(check_source(src, ctx))
 
 
 def _notes(files: list[FileResult]) -> list[str]:
@@ -2296,10 +2312,14 @@ def collect(
         if write and ledger_path is not None:
             led = stack.enter_context(Ledger(ledger_path))
 
-        def stage(res: FileResult, scores: list[ScoreRow]) -> None:
+        def stage(res: FileResult, scores: Sequence[ScoreRow]) -> None:
             assert led is not None
             its_period = _storable(res.period) if res.identified else ""
-            led.stage_scores(res.sha256, its_period, _ledger_scores(scores))
+            rows = res.__dict__.pop(_LEDGER_ROWS, None)
+            if rows is not None:  # worked out where the file was checked (_for_main)
+                led.stage_rows(res.sha256, its_period, marshal.loads(rows))
+            else:
+                led.stage_scores(res.sha256, its_period, _ledger_scores(scores))
 
         files = spool_results(
             _check_all(sources, secret, limits, workers, fast),

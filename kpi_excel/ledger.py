@@ -350,17 +350,31 @@ class Ledger:
         self._staged.add(key)
         self._write_scores(key, scores)
 
+    def stage_rows(self, sha256: str, period: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """:meth:`stage_scores` with the scores already as rows of the scores table
+        (``(sha256, period, *ScoreRow.params())``, worked out where the file was
+        checked); each row must carry this file's key."""
+        key = (sha256, period)
+        if key in self._staged:
+            return
+        if any(r[:2] != key for r in rows):
+            raise ValueError("score rows of another file")
+        self._staged.add(key)
+        self._write_rows(key, rows)
+
     @property
     def staged(self) -> frozenset[tuple[str, str]]:
         """(sha256, period) of the files whose scores are staged for the next record."""
         return frozenset(self._staged)
 
     def _write_scores(self, key: tuple[str, str], scores: Iterable[ScoreRow]) -> None:
+        self._write_rows(key, [(*key, *s.params()) for s in scores])
+
+    def _write_rows(self, key: tuple[str, str], rows: Sequence[tuple[object, ...]]) -> None:
+        """Replace a file's rows of the scores table."""
         c = self.conn
         c.execute("DELETE FROM scores WHERE sha256 = ? AND period = ?", key)
-        c.executemany(
-            "INSERT INTO scores VALUES (?,?,?,?,?,?,?,?)", [(*key, *s.params()) for s in scores]
-        )
+        c.executemany("INSERT INTO scores VALUES (?,?,?,?,?,?,?,?)", rows)
 
     _UPSERT_FILE = """INSERT INTO files (sha256, period, status, reason, employee_id, name,
                            department, position, template_id, template_version, total,

@@ -142,7 +142,6 @@ class SpooledDict(_Spooled, Mapping[str, Any]):
 
 
 _KINDS = {list: SpooledList, dict: SpooledDict}
-_SCORES = [name for name, _e in BULKY].index("scores")
 
 
 def spool_results(
@@ -152,21 +151,19 @@ def spool_results(
     temporary file (packed here if the worker did not): memory stays flat however many
     files are collected. The lists and dicts read back on use. ``on_file`` is called
     with each result once it is spooled; ``on_scores`` first, with the result and its
-    scores (read from the packed bytes, not back from the file)."""
+    scores (spooled too: read back from the file only if used)."""
     spool = _Spool()
     shared: dict[Any, Any] = {}  # one copy of what every form of a template repeats
     out = []
     for res in results:
         data, sizes, counts = pack(res).__dict__.pop(_PACKED)
-        if on_scores is not None:
-            start = sum(sizes[:_SCORES])
-            size = sizes[_SCORES]
-            on_scores(res, pickle.loads(data[start : start + size]) if size else [])
         at = spool.put(data)
         for (name, empty), size, count in zip(BULKY, sizes, counts, strict=True):
             if size:
                 setattr(res, name, _KINDS[empty](spool, at, size, count))
             at += size
+        if on_scores is not None:
+            on_scores(res, res.scores)  # read back from the spool if used
         for name in ("template_id", "template_version", "template_title", "composition",
                      "department", "position", "period", "sheet", "status", "value_engine"):  # fmt: skip
             value = getattr(res, name, None)

@@ -167,16 +167,16 @@ def test_a_crash_while_writing_the_ledger_keeps_the_old_one(
     (d / "王五.xlsx").write_bytes(forms.goods["E002"])
     (d / "赵六.xlsx").write_bytes(forms.goods["E003"])
     calls = {"n": 0}
-    real = ledger_mod.Ledger._write_scores
+    real = ledger_mod.Ledger._write_rows
 
-    def flaky(self: ledger_mod.Ledger, key: tuple[str, str], scores: list[object]) -> None:
+    def flaky(self: ledger_mod.Ledger, key: tuple[str, str], rows: list[tuple]) -> None:
         calls["n"] += 1
         if calls["n"] == 2:  # in the middle of the second file's scores
             self.conn.execute("DELETE FROM scores WHERE sha256 = ? AND period = ?", key)
             raise OSError("the disk went away")
-        real(self, key, scores)  # type: ignore[arg-type]
+        real(self, key, rows)
 
-    monkeypatch.setattr(ledger_mod.Ledger, "_write_scores", flaky)
+    monkeypatch.setattr(ledger_mod.Ledger, "_write_rows", flaky)
     with pytest.raises(OSError):
         collect([d], out=out)
     assert calls["n"] == 2
