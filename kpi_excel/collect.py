@@ -2098,9 +2098,23 @@ def _for_main(res: FileResult) -> FileResult:
     writes them as they come, without unpickling the scores), and its bulky parts
     pickled once (spool.pack)."""
     period = _storable(res.period) if res.identified else ""
-    rows = [(res.sha256, period, *s.params()) for s in _ledger_scores(res.scores)]
-    res.__dict__[_LEDGER_ROWS] = marshal.dumps(rows)
+    res.__dict__[_LEDGER_ROWS] = marshal.dumps(_score_table_rows(res.sha256, period, res.scores))
     return pack(res)  # type: ignore[no-any-return]
+
+
+def _score_table_rows(
+    sha256: str, period: str, scores: Iterable[ScoreRow]
+) -> list[tuple[object, ...]]:
+    """``[(sha256, period, *s.params()) for s in _ledger_scores(scores)]``, with the
+    usual row (a value that is not text, its ledger text worked out) taken as it is."""
+    out = []
+    for s in scores:
+        v, text = s[4], s[5]
+        if type(v) is str or (text is None and v is not None):
+            out.extend((sha256, period, *r.params()) for r in _ledger_scores([s]))
+        else:
+            out.append((sha256, period, s[0], s[1], s[2], s[3], text, s[6]))
+    return out
 
 
 def _isolated_check(

@@ -316,3 +316,22 @@ def test_score_rows_in_one_call_equal_one_at_a_time() -> None:
     want = [ScoreRow.of(*head, values.get(head[0])) for head in heads]
     assert [repr(tuple(r)) for r in got] == [repr(tuple(r)) for r in want]
     assert all(type(r) is ScoreRow for r in got)
+
+
+def test_score_table_rows_as_the_ledger_makes_them() -> None:
+    """The rows a worker hands over for the scores table (collect._score_table_rows)
+    are those the ledger makes from the scores itself, for every kind of value."""
+    from kpi_excel.collect import _ledger_scores, _score_table_rows
+
+    scores = [
+        ScoreRow.of("total", "total", None, None, Decimal("88.50")),
+        ScoreRow.of("grade", "grade", None, None, "A"),
+        ScoreRow.of("odd", "sys", "x", "s", "坏\ud800字"),  # a lone surrogate: replaced
+        ScoreRow("raw", "score", "x", "s", Decimal("1.50")),  # text not worked out
+        ScoreRow("none", "score", "x", "s", None),
+        ScoreRow.of("flag", "sys", None, None, True),
+        ScoreRow.of("n", "sys", None, None, 2.5),
+    ]
+    want = [("s" * 64, "2026-11", *s.params()) for s in _ledger_scores(scores)]
+    assert _score_table_rows("s" * 64, "2026-11", scores) == want
+    assert want[2][6] == "坏\ufffd字"  # (the case is meaningful)
