@@ -545,7 +545,8 @@ class FileResult:
     value_engine: str = ""
     seconds: float = 0.0
     #: for ``recalc --write``: the form sheet, name -> coordinate, and every computed
-    #: cell's value recomputed from the inputs as typed (what the sheet itself shows)
+    #: cell's value recomputed from the inputs as typed (what the sheet itself shows);
+    #: coords and as_typed are left empty by collect (Context.for_recalc)
     sheet: str = ""
     date_cells: int = 0  # header date cells the layout has (checked)
     signature_cells: int = 0  # signature name cells the layout has (checked)
@@ -647,10 +648,17 @@ class Context:
     """What every file check shares: the secret, limits and template caches."""
 
     def __init__(
-        self, secret: bytes | None = None, limits: Limits = DEFAULT_LIMITS, fast: bool = True
+        self,
+        secret: bytes | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+        fast: bool = True,
+        for_recalc: bool = True,
     ) -> None:
         #: read with kpi_excel.fastread (same answers, without openpyxl) or read.Book
         self.fast = fast
+        #: keep what only ``recalc --write`` uses (FileResult.coords and as_typed);
+        #: collect, which never writes a form back, leaves them out
+        self.for_recalc = for_recalc
         self.secret = resolve_secret(secret)
         self.default_secret = secret is None and not os.environ.get("KPI_EXCEL_SECRET")
         self.limits = limits
@@ -1662,8 +1670,11 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
     )
     final = as_typed if same else evaluate(cf, final_in)
     res.sheet = sheet
-    res.coords = {n: book.names[n].coord or "" for n in addr}
-    res.as_typed = {c.name: as_typed.get(c.name) for c in cf.cells if c.name not in overwritten}
+    if ctx.for_recalc:
+        res.coords = {n: book.names[n].coord or "" for n in addr}
+        res.as_typed = {
+            c.name: as_typed.get(c.name) for c in cf.cells if c.name not in overwritten
+        }
 
     stale = [
         c.name
@@ -2078,7 +2089,7 @@ _WORKER_CTX: Context | None = None
 
 def _worker_init(secret: bytes | None, limits: Limits, fast: bool = True) -> None:
     global _WORKER_CTX
-    _WORKER_CTX = Context(secret, limits, fast)
+    _WORKER_CTX = Context(secret, limits, fast, for_recalc=False)
 
 
 def _worker_check(src: Source) -> FileResult:
@@ -2186,7 +2197,7 @@ def _check_all(
                 for src in sources[done:]:
                     yield _isolated_check(src, secret, limits, fast)
             return
-    ctx = Context(secret, limits, fast)
+    ctx = Context(secret, limits, fast, for_recalc=False)
     for src in sources:
         yield _for_main(check_source(src, ctx))
 

@@ -759,3 +759,16 @@ def test_piece_memo_is_bounded() -> None:
             != "odd"
         )
     assert not any(len(p) > fr._PIECE_KEPT_MAX for p in [*fr._PIECES, *fr._PIECES_NEW])
+
+
+def test_collect_leaves_out_only_what_recalc_uses(mixed: dict[str, Path]) -> None:
+    """collect's checks (Context(for_recalc=False)) give every result check_source
+    gives, without the coordinates and recomputed values only recalc --write uses."""
+    for name, path in mixed.items():
+        st = path.stat()
+        src = Source(str(path), path, (), st.st_size, st.st_mtime)
+        full = check_source(src, Context())
+        lean = check_source(src, Context(for_recalc=False))
+        assert lean.as_typed == {} and lean.coords == {}, name
+        lean.as_typed, lean.coords = full.as_typed, full.coords
+        assert _key(lean) == _key(full), name
