@@ -491,7 +491,8 @@ class Issue:
 
 class IndicatorLine(NamedTuple):
     """One indicator of one form, for the 明细 sheet and ``recalc`` (a tuple: a dozen
-    per form travel between processes and through the spool)."""
+    per form travel between processes and through the spool). ``inputs`` and
+    ``rule``, which only ``recalc`` shows, are left empty by ``collect``."""
 
     indicator: str
     name: str
@@ -656,8 +657,9 @@ class Context:
     ) -> None:
         #: read with kpi_excel.fastread (same answers, without openpyxl) or read.Book
         self.fast = fast
-        #: keep what only ``recalc --write`` uses (FileResult.coords and as_typed);
-        #: collect, which never writes a form back, leaves them out
+        #: keep what only ``recalc`` uses (FileResult.coords and as_typed, each line's
+        #: inputs and rule text); collect, whose ledger and summary never show them,
+        #: leaves them out
         self.for_recalc = for_recalc
         self.secret = resolve_secret(secret)
         self.default_secret = secret is None and not os.environ.get("KPI_EXCEL_SECRET")
@@ -1725,6 +1727,7 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
     for sec in form.sections:
         res.sections.append((sec.id, sec.name, final.get(f"sub_{sec.id}")))
     extra = {"period": res.period, "name": res.name, "department": res.department}
+    for_recalc = ctx.for_recalc
     for lp in _line_plans(tpl):
         ind = lp.ind
         inputs = [(n, lab, checked[n].value) for n, lab, _col in lp.inputs]
@@ -1748,7 +1751,7 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
                 section=lp.sec.name,
                 target=target,
                 actual=actual,
-                inputs=inputs,
+                inputs=inputs if for_recalc else [],
                 system=final.get(lp.sys),
                 raters=raters,
                 final=final.get(lp.score),
@@ -1757,7 +1760,9 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
                 full=lp.full,
                 rule=_rule_text(
                     ind, {k: checked[n].value for k, n in lp.rule_inputs if n in checked}, extra
-                ),
+                )
+                if for_recalc
+                else "",
             )
         )
     res.scores = ScoreRow.rows(_score_heads(tpl), final)

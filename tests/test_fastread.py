@@ -763,12 +763,15 @@ def test_piece_memo_is_bounded() -> None:
 
 def test_collect_leaves_out_only_what_recalc_uses(mixed: dict[str, Path]) -> None:
     """collect's checks (Context(for_recalc=False)) give every result check_source
-    gives, without the coordinates and recomputed values only recalc --write uses."""
+    gives, without what only recalc shows: the coordinates and values recomputed as
+    typed, each line's inputs and rule text."""
     for name, path in mixed.items():
         st = path.stat()
         src = Source(str(path), path, (), st.st_size, st.st_mtime)
         full = check_source(src, Context())
         lean = check_source(src, Context(for_recalc=False))
         assert lean.as_typed == {} and lean.coords == {}, name
-        lean.as_typed, lean.coords = full.as_typed, full.coords
+        assert all(ln.inputs == [] and ln.rule == "" for ln in lean.lines), name
+        assert [ln._replace(inputs=[], rule="") for ln in full.lines] == lean.lines, name
+        lean.as_typed, lean.coords, lean.lines = full.as_typed, full.coords, full.lines
         assert _key(lean) == _key(full), name
