@@ -2240,7 +2240,9 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 def _storable(v: Any) -> Any:
     """Text as SQLite (UTF-8) can store it: a lone surrogate, which a damaged file can
     smuggle through a reader, becomes U+FFFD instead of failing the whole run."""
-    return _SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v
+    if isinstance(v, str) and not v.isascii() and _SURROGATE.search(v) is not None:
+        return _SURROGATE.sub("\ufffd", v)
+    return v
 
 
 def _ledger_scores(scores: Iterable[ScoreRow]) -> list[ScoreRow]:

@@ -335,3 +335,17 @@ def test_score_table_rows_as_the_ledger_makes_them() -> None:
     want = [("s" * 64, "2026-11", *s.params()) for s in _ledger_scores(scores)]
     assert _score_table_rows("s" * 64, "2026-11", scores) == want
     assert want[2][6] == "坏\ufffd字"  # (the case is meaningful)
+
+
+def test_storable_text() -> None:
+    """collect._storable: lone surrogates become U+FFFD, everything else is kept (the
+    very object: most text has none)."""
+    from kpi_excel.collect import _SURROGATE, _storable
+
+    for v in ["", "abc", "张三", "a\ud800b", "\udfff", "中\udc80文\ud83d", "😀", "x" * 300]:
+        got = _storable(v)
+        assert got == _SURROGATE.sub("\ufffd", v)
+        if _SURROGATE.search(v) is None:
+            assert got is v
+    for v in (None, 3, Decimal("1.5"), True):
+        assert _storable(v) is v
