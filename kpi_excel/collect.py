@@ -30,6 +30,7 @@ import contextlib
 import datetime as dt
 import difflib
 import functools
+import gc
 import hashlib
 import json
 import marshal
@@ -42,7 +43,7 @@ import unicodedata
 import zipfile
 import zlib
 from collections import Counter
-from collections.abc import Container, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -2305,6 +2306,33 @@ def _ledger_rows(
         yield kept
 
 
+@contextlib.contextmanager
+def _results_set_aside() -> Iterator[Callable[[], None]]:
+    """A function that sets what the process holds so far aside from the garbage
+    collector's passes (``gc.freeze``) until the block ends (``gc.unfreeze``).
+
+    A collection keeps every file's result (tens of objects each) to the end; each
+    full pass of the collector would walk all of them again, and at 10,000 files those
+    passes cost the main process ~15% of its time. Objects set aside are still freed
+    when no longer used; only cycles wait for the end. A process that freezes objects
+    itself, or runs without the collector, is left as it is."""
+    if gc.get_freeze_count() or not gc.isenabled():
+        yield lambda: None
+        return
+    try:
+        yield gc.freeze
+    finally:
+        gc.unfreeze()
+
+
+def _every(items: Iterable[Any], n: int, call: Callable[[], None]) -> Iterator[Any]:
+    """``items``, with ``call()`` after every ``n`` of them."""
+    for i, item in enumerate(items, 1):
+        yield item
+        if i % n == 0:
+            call()
+
+
 def collect(
     inputs: Sequence[Path],
     *,
@@ -2334,9 +2362,10 @@ def collect(
     roster_rows = _roster_rows(roster) if roster is not None else None
     ledger_path = db or (default_path(out) if out is not None else None)
     exclude = [p for p in (out, ledger_path, *exclude) if p is not None]
-    sources, skipped = discover(inputs, exclude, limits)
-
     with contextlib.ExitStack() as stack:
+        set_aside = stack.enter_context(_results_set_aside())
+        sources, skipped = discover(inputs, exclude, limits)
+        set_aside()
         # the ledger is opened first (a ledger it cannot use stops the run before any
         # check), and each file's scores are written as the file arrives; the collection
         # is committed whole by Ledger.record below, or not at all (closing rolls back)
@@ -2354,7 +2383,7 @@ def collect(
                 led.stage_scores(res.sha256, its_period, _ledger_scores(scores))
 
         files = spool_results(
-            _check_all(sources, secret, limits, workers, fast),
+            _every(_check_all(sources, secret, limits, workers, fast), 512, set_aside),
             on_file,
             stage if led is not None else None,
         )

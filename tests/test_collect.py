@@ -812,3 +812,37 @@ def test_locked_cells_are_aligned_by_row_before_comparing() -> None:
         )
         == []
     )
+
+
+def test_results_set_aside_from_the_collector_only_while_collecting(
+    returned: Path, tmp_path: Path
+) -> None:
+    """collect sets the results it holds aside from the garbage collector's passes
+    while it runs (gc.freeze) and gives them back at the end; a process that froze
+    objects itself is left as it was."""
+    import gc
+
+    from kpi_excel.collect import _every, _results_set_aside
+
+    assert gc.get_freeze_count() == 0
+    seen: list[int] = []
+
+    def during(_res: object) -> None:
+        seen.append(gc.get_freeze_count())
+
+    coll = collect([returned], out=tmp_path / "s.xlsx", on_file=during)
+    assert coll.files and gc.get_freeze_count() == 0 and gc.isenabled()
+    assert seen[0] > 0  # the discovered sources, at least, were set aside
+    # frozen by the caller: nothing is frozen or unfrozen by the run
+    gc.freeze()
+    try:
+        mine = gc.get_freeze_count()
+        with _results_set_aside() as set_aside:
+            set_aside()
+            assert gc.get_freeze_count() == mine
+        assert gc.get_freeze_count() == mine
+    finally:
+        gc.unfreeze()
+    calls: list[int] = []
+    assert list(_every(range(7), 3, lambda: calls.append(1))) == list(range(7))
+    assert len(calls) == 2
