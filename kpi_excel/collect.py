@@ -2124,7 +2124,7 @@ def _score_table_rows(
 ) -> list[tuple[object, ...]]:
     """``[(sha256, period, *s.params()) for s in _ledger_scores(scores)]``, with the
     usual row (a value that is not text, its ledger text worked out) taken as it is."""
-    out = []
+    out: list[tuple[object, ...]] = []
     for s in scores:
         v, text = s[4], s[5]
         if type(v) is str or (text is None and v is not None):

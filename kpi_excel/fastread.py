@@ -63,7 +63,7 @@ __all__ = ["FastBook", "open_fast"]
 try:  # the per-cell loops in C (built with the package when a compiler is there)
     from kpi_excel import _speedups as _C
 except ImportError:  # pragma: no cover - the Python loops below do the same
-    _C = None
+    _C = None  # type: ignore[assignment]
 #: whether the loops run in C; tests set it False to run the Python reference loops
 SPEEDUPS = _C is not None
 

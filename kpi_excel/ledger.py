@@ -149,7 +149,7 @@ class ScoreRow(NamedTuple):
         ``values.get(cell)`` (a form's tens of rows in one call; Decimals, the usual
         value, worked out inline as :func:`_text` and :func:`_real` do)."""
         new, get = tuple.__new__, values.get
-        out = []
+        out: list[ScoreRow] = []
         for head in heads:
             v = get(head[0])
             if type(v) is Decimal:

@@ -598,13 +598,13 @@ _PREFIXED_C = re.compile(rb":c[\s/>]")
 _REF_B = re.compile(rb"^([A-Z]{1,3})([0-9]{1,7})$")
 
 
-def cell_tags_near(xml: bytes) -> bool:
+def cell_tags_near(xml: bytes | bytearray | memoryview) -> bool:
     """Whether every cell start tag is ``<c r="A1"`` within Z999 and none has a
     namespace prefix (the reference of ``kpi_excel._speedups.cell_tags_near``)."""
     return _CELL_NOT_NEAR.search(xml) is None and _PREFIXED_C.search(xml) is None
 
 
-def surrogate_ref(xml: bytes) -> bool:
+def surrogate_ref(xml: bytes | bytearray | memoryview) -> bool:
     """Whether ``xml`` holds a character reference to a lone surrogate (the reference
     of ``kpi_excel._speedups.surrogate_ref``)."""
     return _SURROGATE_REF.search(xml) is not None
