@@ -161,9 +161,9 @@ fail:
     return NULL;
 }
 
-/* The view kept for `piece` in `kept` (by its identity: a kept view is a tuple whose
- * first item is the piece itself), or a new one made by make(piece) and kept.
- * Returns a new reference. */
+/* The view kept for `piece` in `kept` (by its identity: a kept view is a tuple of 2,
+ * or of 6 for a sheet record, whose first item is the piece itself), or a new one
+ * made by make(piece) and kept. Returns a new reference. */
 static PyObject *
 kept_view(PyObject *kept, PyObject *piece, PyObject *make, int pair)
 {
@@ -171,7 +171,7 @@ kept_view(PyObject *kept, PyObject *piece, PyObject *make, int pair)
     if (id == NULL)
         return NULL;
     PyObject *got = PyDict_GetItemWithError(kept, id); /* borrowed */
-    if (got != NULL && PyTuple_Check(got) && PyTuple_GET_SIZE(got) >= 1 &&
+    if (got != NULL && PyTuple_Check(got) && PyTuple_GET_SIZE(got) == (pair ? 2 : 6) &&
         PyTuple_GET_ITEM(got, 0) == piece) {
         Py_INCREF(got);
         Py_DECREF(id);

@@ -359,3 +359,21 @@ def test_surrogate_ref_every_value() -> None:
             want = read.surrogate_ref(xml)
             assert C.surrogate_ref(xml) is want, ref
             assert want is (0xD800 <= cp <= 0xDFFF and ref.endswith(";"))
+
+
+@needs_c
+def test_a_kept_view_of_another_shape_is_made_again() -> None:
+    """A cache entry that is not a view of the piece (another size) is never read as
+    one: the C loops make the view again (the caches only ever hold views, but a
+    wrong one must not be read past its end)."""
+    piece = (1 << 15 | 1, "A1", "cell", True)
+    record = (piece, ("row",), "A1=1", 1, True, b"A1=1")
+    for bad in [(piece,), (piece, 1), (piece, None, "", None, False)]:
+        kept = {id(piece): bad}
+        got = C.sheet_records([piece], kept, lambda p: record)
+        assert got == ([record], {"A1": 1}, ["A1=1"], [b"A1=1"])
+        assert kept[id(piece)] is record
+    for bad in [(piece,), (piece, 1, 2)]:
+        kept = {id(piece): bad}
+        assert C.xml_views([piece], kept, lambda p: "v") == {"A1": "v"}
+        assert kept[id(piece)] == (piece, "v")
