@@ -2114,9 +2114,14 @@ def _for_main(res: FileResult) -> FileResult:
     scores also as the rows of the ledger's scores table (marshalled: the main process
     writes them as they come, without unpickling the scores), and its bulky parts
     pickled once (spool.pack)."""
-    period = _storable(res.period) if res.identified else ""
-    res.__dict__[_LEDGER_ROWS] = marshal.dumps(_score_table_rows(res.sha256, period, res.scores))
+    rows = _score_table_rows(res.sha256, _ledger_period(res), res.scores)
+    res.__dict__[_LEDGER_ROWS] = marshal.dumps(rows)
     return pack(res)  # type: ignore[no-any-return]
+
+
+def _ledger_period(res: FileResult) -> str:
+    """The period a result is kept under in the ledger ('' when not identified)."""
+    return _storable(res.period) if res.identified else ""
 
 
 def _score_table_rows(
@@ -2155,7 +2160,7 @@ def _isolated_check(
             "error",
             "读取此文件时读取程序异常退出（文件内容异常，可能被恶意构造）；请用下发的原表重新填写",
         )
-        return res
+        return _for_main(res)
 
 
 def _chunk(files: int, workers: int) -> int:
@@ -2254,7 +2259,7 @@ def _ledger_scores(scores: Iterable[ScoreRow]) -> list[ScoreRow]:
 def _file_row(f: FileResult, staged: Container[tuple[str, str]] = ()) -> FileRow:
     """A file's ledger row; without its scores when they were staged already."""
     t = _storable
-    period = t(f.period) if f.identified else ""
+    period = _ledger_period(f)
     return FileRow(
         sha256=f.sha256,
         period=period,
@@ -2373,20 +2378,15 @@ def collect(
         if write and ledger_path is not None:
             led = stack.enter_context(Ledger(ledger_path))
 
-        def stage(res: FileResult, scores: Sequence[ScoreRow]) -> None:
-            assert led is not None
-            its_period = _storable(res.period) if res.identified else ""
-            rows = res.__dict__.pop(_LEDGER_ROWS, None)
-            if rows is not None:  # worked out where the file was checked (_for_main)
-                led.stage_rows(res.sha256, its_period, marshal.loads(rows))
-            else:
-                led.stage_scores(res.sha256, its_period, _ledger_scores(scores))
+        def stage(res: FileResult) -> FileResult:
+            # its rows of the scores table, made where it was checked (_for_main)
+            rows = res.__dict__.pop(_LEDGER_ROWS)
+            if led is not None:
+                led.stage_rows(res.sha256, _ledger_period(res), marshal.loads(rows))
+            return res
 
-        files = spool_results(
-            _every(_check_all(sources, secret, limits, workers, fast), 512, set_aside),
-            on_file,
-            stage if led is not None else None,
-        )
+        checked = map(stage, _check_all(sources, secret, limits, workers, fast))
+        files = spool_results(_every(checked, 512, set_aside), on_file)
         chosen = _choose_period(files, period)
         ids = {r["employee_id"] for r in roster_rows} if roster_rows is not None else None
         _cross_checks(files, chosen, ids)

@@ -336,24 +336,15 @@ class Ledger:
     def close(self) -> None:
         self.conn.close()
 
-    def stage_scores(self, sha256: str, period: str, scores: Iterable[ScoreRow]) -> None:
-        """Write one file's scores ahead of :meth:`record`, as files are checked.
+    def stage_rows(self, sha256: str, period: str, rows: Sequence[tuple[object, ...]]) -> None:
+        """Write one file's rows of the scores table (``(sha256, period,
+        *ScoreRow.params())``) ahead of :meth:`record`, as files are checked.
 
         They are written in the transaction :meth:`record` then commits: nothing is
         seen in the ledger before the collection is recorded whole, and a collection
         that stops half-way leaves the ledger as it was (closing rolls back). A file's
         scores depend on its bytes only, so copies of a file stage them once.
         """
-        key = (sha256, period)
-        if key in self._staged:
-            return
-        self._staged.add(key)
-        self._write_scores(key, scores)
-
-    def stage_rows(self, sha256: str, period: str, rows: Sequence[tuple[object, ...]]) -> None:
-        """:meth:`stage_scores` with the scores already as rows of the scores table
-        (``(sha256, period, *ScoreRow.params())``, worked out where the file was
-        checked); each row must carry this file's key."""
         key = (sha256, period)
         if key in self._staged:
             return

@@ -144,14 +144,11 @@ class SpooledDict(_Spooled, Mapping[str, Any]):
 _KINDS = {list: SpooledList, dict: SpooledDict}
 
 
-def spool_results(
-    results: Iterable[Any], on_file: Any = None, on_scores: Any = None
-) -> list[Any]:
+def spool_results(results: Iterable[Any], on_file: Any = None) -> list[Any]:
     """The results of a collection, as they arrive, with their bulky parts moved to a
     temporary file (packed here if the worker did not): memory stays flat however many
     files are collected. The lists and dicts read back on use. ``on_file`` is called
-    with each result once it is spooled; ``on_scores`` first, with the result and its
-    scores (spooled too: read back from the file only if used)."""
+    with each result once it is spooled."""
     spool = _Spool()
     shared: dict[Any, Any] = {}  # one copy of what every form of a template repeats
     out = []
@@ -162,8 +159,6 @@ def spool_results(
             if size:
                 setattr(res, name, _KINDS[empty](spool, at, size, count))
             at += size
-        if on_scores is not None:
-            on_scores(res, res.scores)  # read back from the spool if used
         for name in ("template_id", "template_version", "template_title", "composition",
                      "department", "position", "period", "sheet", "status", "value_engine"):  # fmt: skip
             value = getattr(res, name, None)

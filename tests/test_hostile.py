@@ -378,7 +378,7 @@ def _by_name_full(coll, tail: str):
 def _boom(src):  # noqa: ANN001, ANN202 - a Source; runs in a worker process
     if src.display.endswith("崩溃.xlsx"):
         os._exit(3)  # what a native reader crashing on a file does to its process
-    return collect_mod.check_source(src, collect_mod._WORKER_CTX)
+    return collect_mod._for_main(collect_mod.check_source(src, collect_mod._WORKER_CTX))
 
 
 @pytest.mark.skipif(not POSIX, reason="fork start method")

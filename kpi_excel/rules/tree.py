@@ -734,13 +734,18 @@ class _ProgramCompiler:
                 return xs[0][0], _NUM
             return self.temp(f"{fn}({', '.join(x for x, _ in xs)})"), _NUM
         t = self.temp("[]")
+        self._each_number(xs, lambda x: f"{t}.append({x})")
+        return self.temp(f"{fn}({t}) if {t} else ZERO"), _NUM
+
+    def _each_number(self, xs: list[tuple[str, bool]], stmt: Callable[[str], str]) -> None:
+        """``stmt(x)`` for each argument: a reference's only when it holds a number
+        (Excel's MIN, MAX and SUM skip text and blanks in ranges and references)."""
         for x, ref in xs:
             if ref:
                 self.line(f"if isinstance({x}, D):")
-                self.line(f"    {t}.append({x})")
+                self.line(f"    {stmt(x)}")
             else:
-                self.line(f"{t}.append({x})")
-        return self.temp(f"{fn}({t}) if {t} else ZERO"), _NUM
+                self.line(stmt(x))
 
     def f_min(self, args: tuple[Node, ...]) -> tuple[str, str]:
         return self._extreme("min", args)
@@ -751,12 +756,7 @@ class _ProgramCompiler:
     def f_sum(self, args: tuple[Node, ...]) -> tuple[str, str]:
         xs = self._numbers(args)  # all arguments first, then the additions
         t = self.temp("ZERO")
-        for x, ref in xs:
-            if ref:
-                self.line(f"if isinstance({x}, D):")
-                self.line(f"    {t} = _add({t}, {x})")
-            else:
-                self.line(f"{t} = _add({t}, {x})")
+        self._each_number(xs, lambda x: f"{t} = _add({t}, {x})")
         return t, _NUM
 
     def f_round(self, args: tuple[Node, ...]) -> tuple[str, str]:
