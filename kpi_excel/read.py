@@ -521,21 +521,67 @@ def _prolog(head: bytes, complete: bool) -> object:
 
 
 def _check_prolog(
-    data: bytes, info: zipfile.ZipInfo, limits: Limits, key: bytes | None = None
+    data: bytes,
+    info: zipfile.ZipInfo,
+    limits: Limits,
+    key: bytes | None = None,
+    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] | None = None,
 ) -> None:
     if key is not None and (key, limits.max_xml_part) in _PROLOG_OK:
         return  # the same bytes passed before
-    _check_prolog_now(data, info, limits)
+    _check_prolog_now(data, info, limits, whole)
     if key is not None:
         if len(_PROLOG_OK) >= 4096:
             _PROLOG_OK.clear()
         _PROLOG_OK.add((key, limits.max_xml_part))
 
 
-def _check_prolog_now(data: bytes, info: zipfile.ZipInfo, limits: Limits) -> None:
+#: deflated XML parts up to this size have their prolog checked on their whole
+#: content, inflated once and kept for the gate's later reads (:func:`_check_area`)
+_WHOLE_MAX = 1 << 20
+
+
+def _inflate_whole(data: bytes, info: zipfile.ZipInfo) -> bytes | None:
+    """What ``_inflate(data, info, info.file_size + 1)`` gives of a deflated member,
+    when that is no more than its declared size; else None (it is larger, or does not
+    inflate: said where the content is read, which inflates it the same way)."""
+    raw = _member_bytes(data, info)
+    try:
+        out = zlib.decompressobj(-15).decompress(raw, info.file_size + 1)
+    except zlib.error:
+        return None
+    return out if len(out) <= info.file_size else None
+
+
+def _check_prolog_now(
+    data: bytes,
+    info: zipfile.ZipInfo,
+    limits: Limits,
+    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] | None = None,
+) -> None:
+    """Check a member's prolog. With ``whole``, a deflated XML part of at most
+    :data:`_WHOLE_MAX` bytes is inflated whole, once: its prolog is read from that
+    content (each head exactly what inflating that many bytes gives, and complete
+    exactly when it is), and the content is kept in ``whole`` by the part's name."""
+    full = None
+    if (
+        whole is not None
+        and info.compress_type == zipfile.ZIP_DEFLATED
+        and info.file_size <= _WHOLE_MAX
+        and _is_xml_name(info.filename)
+    ):
+        full = _inflate_whole(data, info)
+        if full is not None:
+            whole[info.filename] = (info, full)
     n = 1024
     while True:
-        head, done = _inflate(data, info, n)
+        if full is not None and len(full) != n:
+            # inflating n bytes of a stream that ends gives them all when there are
+            # fewer (complete), else n of them (not complete); at exactly n, whether
+            # the end was seen depends on zlib: inflate as before
+            head, done = (full, True) if len(full) < n else (full[:n], False)
+        else:
+            head, done = _inflate(data, info, n)
         verdict = _prolog(head, done)
         if verdict is _MORE and not done and n < limits.max_xml_part:
             n = min(n * 16, limits.max_xml_part)
@@ -562,9 +608,16 @@ def _check_prolog_now(data: bytes, info: zipfile.ZipInfo, limits: Limits) -> Non
         )
 
 
-def _check_real_size(data: bytes, info: zipfile.ZipInfo) -> bytes:
-    """The whole content of a member, checked against its declared size and CRC."""
-    content, _done = _inflate(data, info, info.file_size + 1)
+def _check_real_size(
+    data: bytes, info: zipfile.ZipInfo, whole: dict[str, tuple[zipfile.ZipInfo, bytes]] | None = None
+) -> bytes:
+    """The whole content of a member, checked against its declared size and CRC (its
+    content taken from ``whole`` when :func:`_check_prolog_now` kept it there)."""
+    kept = whole.get(info.filename) if whole else None
+    if kept is not None and kept[0] is info:
+        content = kept[1]
+    else:
+        content, _done = _inflate(data, info, info.file_size + 1)
     if len(content) > info.file_size:
         raise UnreadableFile(
             "zip_bomb",
@@ -679,10 +732,16 @@ _SURROGATE_REF = re.compile(
 )
 
 
-def _check_area(data: bytes, info: zipfile.ZipInfo, sheet: str, limits: Limits) -> bytes:
+def _check_area(
+    data: bytes,
+    info: zipfile.ZipInfo,
+    sheet: str,
+    limits: Limits,
+    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] | None = None,
+) -> bytes:
     """Check a worksheet's content (size, CRC, character references, used area) and
     return it."""
-    xml = _check_real_size(data, info)
+    xml = _check_real_size(data, info, whole)
     if _surrogate_ref(xml):
         raise UnreadableFile(
             "bad_xml",
@@ -786,11 +845,12 @@ def gate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Package:
     # are decompressed once here to prove the declared sizes (python-calamine's zip
     # reader trusts them).
     verify = worst > limits.max_uncompressed
+    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] = {}  # parts inflated whole, by name
     for info in infos:
         if verify and not info.is_dir():
             _check_real_size(data, info)
         key = _member_key(zf, info) if info.compress_size <= _PROLOG_KEY_MAX else None
-        _check_prolog(data, info, limits, key)
+        _check_prolog(data, info, limits, key, whole)
 
     workbook_part = "xl/workbook.xml"
     for _rid, (typ, target) in _rels(zf, "", limits).items():
@@ -822,7 +882,7 @@ def gate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Package:
                 f"工作表“{s.name}”的部件 {s.part} 不存在：文件已损坏；请重新保存后提交",
             )
         info = zf.getinfo(s.part)
-        _keep_checked(zf, info, _check_area(data, info, s.name, limits))
+        _keep_checked(zf, info, _check_area(data, info, s.name, limits, whole))
     return Package(zf, workbook_part, root, rels, sheets)
 
 

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import pytest
 from hostile import SHEET, XXE, Forms, make_forms, members, prolog, rezip
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kpi_excel import read
 from kpi_excel.read import DEFAULT_LIMITS, UnreadableFile, gate, open_book
@@ -418,3 +420,107 @@ def test_a_doctype_is_refused_every_time_keyed_or_not(forms: Forms, size: str) -
         with pytest.raises(UnreadableFile) as e:
             gate(bad)
         assert e.value.kind == "bad_xml" and "DOCTYPE" in str(e.value)
+
+
+# ------------------------------------------------------------------ prolog of a whole part
+
+_PROLOG_PARTS = st.sampled_from(
+    [
+        b"",
+        b" ",
+        b"\r\n\t",
+        b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\r\n',
+        b'<?xml version="1.0" encoding="ebcdic"?>',
+        b"<?xml-stylesheet href='a'?>",
+        b"<!--",
+        b"-->",
+        b"<!-- note -->",
+        b"<!DOCTYPE x>",
+        b"<!",
+        b"text",
+        b"<worksheet/>",
+        b"\xef\xbb\xbf",
+        b"\xff\xfe<\x00?\x00",
+        b"\x00\x00\x00<",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    parts=st.lists(_PROLOG_PARTS, max_size=6),
+    pad=st.sampled_from([0, 1, 1000, 1010, 1017, 1018, 1019, 1024, 5000, 16384, 20000]),
+    pad_at=st.integers(0, 6),
+    tail=st.sampled_from([b"", b"<worksheet></worksheet>", b"\x00\x01binary"]),
+    damage=st.sampled_from(["none", "truncate", "flip", "declared_smaller", "declared_larger"]),
+    max_xml_part=st.sampled_from([1024, 2000, 20000, DEFAULT_LIMITS.max_xml_part]),
+    name=st.sampled_from(["xl/worksheets/sheet1.xml", "xl/media/a.bin"]),
+    length=st.none() | st.sampled_from([1021, 1022, 1023, 1024, 1025, 1026, 1027, 16384, 16385]),
+)
+def test_a_prolog_read_from_the_whole_part_answers_as_inflating_heads(
+    parts: list[bytes],
+    pad: int,
+    pad_at: int,
+    tail: bytes,
+    damage: str,
+    max_xml_part: int,
+    name: str,
+    length: int | None,
+) -> None:
+    """``_check_prolog_now`` with a ``whole`` to fill reads each head from the part
+    inflated once: its verdict is the verdict of inflating head after head, on any
+    prolog (comments that cross 1,024 and 16,384 bytes, or end exactly there), any
+    damage to the stream, any declared size; what it keeps is what inflating the
+    whole part gives, and the worksheet check on it answers as on inflating again."""
+    parts = list(parts)
+    parts.insert(min(pad_at, len(parts)), b"<!--" + b"x" * pad + b"-->")
+    content = b"".join(parts) + tail
+    if length is not None:  # a part of about the length where a head ends
+        content = (content + b"<!--" + b"y" * length)[:length]
+    e = deflated(name, content)
+    if damage == "truncate":
+        e.stored = e.stored[: max(0, len(e.stored) - 3)]
+    elif damage == "flip" and e.stored:
+        i = len(e.stored) // 2
+        e.stored = e.stored[:i] + bytes([e.stored[i] ^ 0x55]) + e.stored[i + 1 :]
+    elif damage == "declared_smaller":
+        e.size = max(0, e.size - 10)
+    elif damage == "declared_larger":
+        e.size += 10
+    data = write_zip([e])
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo(name)
+    limits = read.Limits(max_xml_part=max_xml_part)
+    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] = {}
+    assert outcome(read._check_prolog_now, data, info, limits, whole) == outcome(
+        read._check_prolog_now, data, info, limits
+    )
+    if name in whole:
+        assert whole[name][0] is info
+        assert whole[name][1] == read._inflate(data, info, info.file_size + 1)[0]
+    assert outcome(read._check_real_size, data, info, whole) == outcome(
+        read._check_real_size, data, info
+    )
+    assert outcome(read._check_area, data, info, "表", limits, whole) == outcome(
+        read._check_area, data, info, "表", limits
+    )
+
+
+@pytest.mark.parametrize("length", [1023, 1024, 1025, 1027, 16383, 16384, 16385, 16387])
+@pytest.mark.parametrize("max_xml_part", [1024, 16384, DEFAULT_LIMITS.max_xml_part])
+@pytest.mark.parametrize(
+    "start", [b"<!--", b" " * 20000, b"<?xml version='1.0'?><!-- ", b"<?xml ", b"<a/>"]
+)
+def test_a_prolog_cut_where_a_head_ends_answers_alike(
+    length: int, max_xml_part: int, start: bytes
+) -> None:
+    """Parts that end just before, at and just after where a head ends (1,024 and
+    16,384 bytes), with a prolog still open there: complete or not decides."""
+    content = (start + b"z" * length)[:length]
+    data = write_zip([deflated(SHEET, content)])
+    info = zipfile.ZipFile(io.BytesIO(data)).getinfo(SHEET)
+    limits = read.Limits(max_xml_part=max_xml_part)
+    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] = {}
+    assert outcome(read._check_prolog_now, data, info, limits, whole) == outcome(
+        read._check_prolog_now, data, info, limits
+    )
+    assert whole[SHEET][1] == content

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
@@ -316,6 +317,24 @@ def test_score_rows_in_one_call_equal_one_at_a_time() -> None:
     want = [ScoreRow.of(*head, values.get(head[0])) for head in heads]
     assert [repr(tuple(r)) for r in got] == [repr(tuple(r)) for r in want]
     assert all(type(r) is ScoreRow for r in got)
+    # values found again (kept by value): equal Decimals of other exponents, zero
+    # after minus zero, and a context whose precision rounds what normalize gives
+    again = {
+        **values,
+        "a": Decimal("67.6"),
+        "b": Decimal("0"),
+        "c": Decimal("1000.00"),
+        "k": Decimal("-12.345"),
+        "l": Decimal("123456.789"),
+    }
+    heads = [(name, "score", "ind", "sec") for name in again]
+    for prec in (28, 3, 28):
+        with decimal.localcontext() as ctx:
+            ctx.prec = prec
+            for _ in range(2):
+                got = ScoreRow.rows(heads, again)
+                want = [ScoreRow.of(*head, again.get(head[0])) for head in heads]
+                assert [repr(tuple(r)) for r in got] == [repr(tuple(r)) for r in want]
 
 
 def test_score_table_rows_as_the_ledger_makes_them() -> None:
