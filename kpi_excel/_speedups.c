@@ -8,7 +8,8 @@
  *
  * Nothing here reads a file: the loops walk pieces of sheet XML that Python has cut,
  * look them up in the caches Python keeps, and call back into Python for whatever
- * is not cached.
+ * is not cached. plain_rows and rows_from_plain encode a collection's rows for its
+ * spool file (kpi_excel/spool.py keeps them in Python too).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -430,6 +431,261 @@ surrogate_ref(PyObject *self, PyObject *args)
     return PyBool_FromLong(found);
 }
 
+/* -- plain values (kpi_excel.spool) ---------------------------------------------------
+ *
+ * plain_rows(rows, row_type, decimal) and rows_from_plain(plain, row_type, decimal):
+ * spool.plain_rows and spool.rows_from_plain, the same results and the same kinds of
+ * errors. Values nest no deeper than PLAIN_DEPTH either way (spool._PLAIN_DEPTH).
+ */
+#define PLAIN_DEPTH 16
+
+static PyObject *
+plain_value(PyObject *v, PyObject *dec, int depth)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (v == Py_None || t == &PyUnicode_Type || t == &PyLong_Type || t == &PyFloat_Type
+        || t == &PyBool_Type) {
+        Py_INCREF(v);
+        return v;
+    }
+    if ((PyObject *)t == dec) {
+        PyObject *text = PyObject_Str(v);
+        if (text == NULL)
+            return NULL;
+        PyObject *out = PyUnicode_AsASCIIString(text);
+        Py_DECREF(text);
+        return out;
+    }
+    if (depth >= PLAIN_DEPTH) {
+        PyErr_SetString(PyExc_TypeError, "nested too deep");
+        return NULL;
+    }
+    if (t == &PyTuple_Type) {
+        Py_ssize_t n = PyTuple_GET_SIZE(v);
+        PyObject *out = PyTuple_New(n);
+        if (out == NULL)
+            return NULL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *x = plain_value(PyTuple_GET_ITEM(v, i), dec, depth + 1);
+            if (x == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(out, i, x);
+        }
+        return out;
+    }
+    if (t == &PyList_Type) {
+        PyObject *out = PyList_New(0);
+        if (out == NULL)
+            return NULL;
+        /* by index, the length read again each time: nothing here can change the
+         * list, but a decimal type written in Python could */
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+            PyObject *item = PyList_GET_ITEM(v, i);
+            Py_INCREF(item);
+            PyObject *x = plain_value(item, dec, depth + 1);
+            Py_DECREF(item);
+            if (x == NULL || PyList_Append(out, x) < 0) {
+                Py_XDECREF(x);
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_DECREF(x);
+        }
+        return out;
+    }
+    if (t == &PyDict_Type) {
+        PyObject *items = PyDict_Items(v); /* a snapshot, for the same reason */
+        if (items == NULL)
+            return NULL;
+        PyObject *out = PyDict_New();
+        if (out == NULL) {
+            Py_DECREF(items);
+            return NULL;
+        }
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+            PyObject *pair = PyList_GET_ITEM(items, i);
+            PyObject *k = plain_value(PyTuple_GET_ITEM(pair, 0), dec, depth + 1);
+            PyObject *x = k == NULL ? NULL : plain_value(PyTuple_GET_ITEM(pair, 1), dec, depth + 1);
+            if (x == NULL || PyDict_SetItem(out, k, x) < 0) {
+                Py_XDECREF(k);
+                Py_XDECREF(x);
+                Py_DECREF(out);
+                Py_DECREF(items);
+                return NULL;
+            }
+            Py_DECREF(k);
+            Py_DECREF(x);
+        }
+        Py_DECREF(items);
+        return out;
+    }
+    PyErr_Format(PyExc_TypeError, "not a plain value: %s", t->tp_name);
+    return NULL;
+}
+
+static PyObject *
+plain_rows(PyObject *self, PyObject *args)
+{
+    PyObject *rows, *row_type, *dec;
+    if (!PyArg_ParseTuple(args, "OOO:plain_rows", &rows, &row_type, &dec))
+        return NULL;
+    if (!PyList_CheckExact(rows)) {
+        PyErr_SetString(PyExc_TypeError, "not a list");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(rows); i++) {
+        PyObject *row = PyList_GET_ITEM(rows, i);
+        if ((PyObject *)Py_TYPE(row) != row_type || !PyTuple_Check(row)) {
+            PyErr_SetString(PyExc_TypeError, "not a row of the part's type");
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_INCREF(row);
+        Py_ssize_t n = PyTuple_GET_SIZE(row);
+        PyObject *plain = PyTuple_New(n);
+        for (Py_ssize_t j = 0; plain != NULL && j < n; j++) {
+            PyObject *x = plain_value(PyTuple_GET_ITEM(row, j), dec, 1);
+            if (x == NULL)
+                Py_CLEAR(plain);
+            else
+                PyTuple_SET_ITEM(plain, j, x);
+        }
+        Py_DECREF(row);
+        if (plain == NULL || PyList_Append(out, plain) < 0) {
+            Py_XDECREF(plain);
+            Py_DECREF(out);
+            return NULL;
+        }
+        Py_DECREF(plain);
+    }
+    return out;
+}
+
+static PyObject *
+unplain_value(PyObject *v, PyObject *dec, int depth)
+{
+    PyTypeObject *t = Py_TYPE(v);
+    if (t == &PyBytes_Type) {
+        PyObject *text = PyUnicode_DecodeASCII(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v), NULL);
+        if (text == NULL)
+            return NULL;
+        PyObject *out = PyObject_CallOneArg(dec, text);
+        Py_DECREF(text);
+        return out;
+    }
+    if (t != &PyTuple_Type && t != &PyList_Type && t != &PyDict_Type) {
+        Py_INCREF(v);
+        return v;
+    }
+    if (depth >= PLAIN_DEPTH) {
+        PyErr_SetString(PyExc_TypeError, "nested too deep");
+        return NULL;
+    }
+    if (t == &PyTuple_Type) {
+        Py_ssize_t n = PyTuple_GET_SIZE(v);
+        PyObject *out = PyTuple_New(n);
+        if (out == NULL)
+            return NULL;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            PyObject *x = unplain_value(PyTuple_GET_ITEM(v, i), dec, depth + 1);
+            if (x == NULL) {
+                Py_DECREF(out);
+                return NULL;
+            }
+            PyTuple_SET_ITEM(out, i, x);
+        }
+        return out;
+    }
+    if (t == &PyList_Type) {
+        PyObject *out = PyList_New(0);
+        if (out == NULL)
+            return NULL;
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
+            PyObject *item = PyList_GET_ITEM(v, i);
+            Py_INCREF(item);
+            PyObject *x = unplain_value(item, dec, depth + 1);
+            Py_DECREF(item);
+            if (x == NULL || PyList_Append(out, x) < 0) {
+                Py_XDECREF(x);
+                Py_DECREF(out);
+                return NULL;
+            }
+            Py_DECREF(x);
+        }
+        return out;
+    }
+    PyObject *items = PyDict_Items(v);
+    if (items == NULL)
+        return NULL;
+    PyObject *out = PyDict_New();
+    if (out == NULL) {
+        Py_DECREF(items);
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *pair = PyList_GET_ITEM(items, i);
+        PyObject *k = unplain_value(PyTuple_GET_ITEM(pair, 0), dec, depth + 1);
+        PyObject *x = k == NULL ? NULL : unplain_value(PyTuple_GET_ITEM(pair, 1), dec, depth + 1);
+        if (x == NULL || PyDict_SetItem(out, k, x) < 0) {
+            Py_XDECREF(k);
+            Py_XDECREF(x);
+            Py_DECREF(out);
+            Py_DECREF(items);
+            return NULL;
+        }
+        Py_DECREF(k);
+        Py_DECREF(x);
+    }
+    Py_DECREF(items);
+    return out;
+}
+
+static PyObject *
+rows_from_plain(PyObject *self, PyObject *args)
+{
+    PyObject *plain, *row_type, *dec;
+    if (!PyArg_ParseTuple(args, "OOO:rows_from_plain", &plain, &row_type, &dec))
+        return NULL;
+    if (!PyType_Check(row_type) || !PyType_IsSubtype((PyTypeObject *)row_type, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the row type is not a tuple type");
+        return NULL;
+    }
+    PyObject *it = PyObject_GetIter(plain);
+    if (it == NULL)
+        return NULL;
+    PyObject *out = PyList_New(0);
+    PyObject *row;
+    while (out != NULL && (row = PyIter_Next(it)) != NULL) {
+        PyObject *values = NULL, *made = NULL;
+        PyObject *seq = PySequence_Tuple(row);
+        if (seq != NULL) {
+            values = unplain_value(seq, dec, 0);
+            Py_DECREF(seq);
+        }
+        if (values != NULL) {
+            PyObject *call = PyTuple_Pack(1, values);
+            if (call != NULL) {
+                made = PyTuple_Type.tp_new((PyTypeObject *)row_type, call, NULL);
+                Py_DECREF(call);
+            }
+            Py_DECREF(values);
+        }
+        Py_DECREF(row);
+        if (made == NULL || PyList_Append(out, made) < 0)
+            Py_CLEAR(out);
+        Py_XDECREF(made);
+    }
+    Py_DECREF(it);
+    if (out != NULL && PyErr_Occurred())
+        Py_CLEAR(out);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"surrogate_ref", surrogate_ref, METH_VARARGS,
      "Whether the bytes hold a character reference to a lone surrogate (read._SURROGATE_REF)."},
@@ -442,6 +698,9 @@ static PyMethodDef methods[] = {
     {"sheet_records", sheet_records, METH_VARARGS,
      "fastread._Views.sheet_cells's loop over a scan's cells."},
     {"xml_views", xml_views, METH_VARARGS, "fastread._Views.xml_cells's loop."},
+    {"plain_rows", plain_rows, METH_VARARGS, "spool.plain_rows: rows as plain values."},
+    {"rows_from_plain", rows_from_plain, METH_VARARGS,
+     "spool.rows_from_plain: the rows plain_rows made plain values of."},
     {NULL, NULL, 0, NULL},
 };
 

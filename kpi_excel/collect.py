@@ -74,7 +74,7 @@ from kpi_excel.score import CompiledForm, compile_form, evaluate
 from kpi_excel.spec import model as m
 from kpi_excel.spec.load import builtin_dir, load_form_text
 from kpi_excel.spec.text import format_value, placeholders, render_text
-from kpi_excel.spool import pack, spool_results
+from kpi_excel.spool import pack, rows_of, spool_results
 from kpi_excel.validate import Checked, check_input, to_sheet_value
 
 __all__ = [
@@ -512,6 +512,11 @@ class IndicatorLine(NamedTuple):
 
     def __reduce__(self) -> tuple[type, tuple[object, ...]]:
         return IndicatorLine, tuple(self)  # pickled as the plain tuple: ~2x faster
+
+
+# a result's lines and scores travel and are spooled as plain values (spool.rows_of)
+rows_of("lines", IndicatorLine)
+rows_of("scores", ScoreRow)
 
 
 @dataclass

@@ -615,6 +615,22 @@ def test_parallel_workers_give_the_same_results(collected, returned: Path, tmp_p
     ]
 
 
+@pytest.mark.parametrize("files", [1, 2, 7, 63, 64, 65, 100, 2000, 10_001])
+@pytest.mark.parametrize("workers", [2, 3, 8])
+def test_batches_cover_every_file_once_and_shrink_to_the_end(files: int, workers: int) -> None:
+    """The batches sent to workers hold every file once, in order; none is larger than
+    64 files or smaller than 4 (but the last), and they never grow: the last ones are
+    small, so no worker is left finishing a large batch alone."""
+    from kpi_excel.collect import _batches
+
+    sizes = _batches(files, workers)
+    assert sum(sizes) == files
+    assert all(4 <= s <= 64 for s in sizes[:-1]) and 1 <= sizes[-1] <= 64
+    assert all(a >= b for a, b in zip(sizes, sizes[1:], strict=False))
+    if files >= 64 * workers * 4:
+        assert sizes[0] == 64 and max(sizes[-workers * 2 :]) <= 4
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_ledger_written_as_files_arrive_equals_one_written_at_the_end(
     returned: Path, blank: dict[str, Path], tmp_path: Path, workers: int

@@ -1,5 +1,5 @@
-"""kpi_excel._speedups (the fast reader's per-cell loops in C) against the Python loops
-in kpi_excel.fastread they stand for: the same results, the same calls back in the
+"""kpi_excel._speedups (the fast reader's per-cell loops, and the spool's plain values,
+in C) against the Python in kpi_excel.fastread and kpi_excel.spool they stand for: the same results, the same calls back in the
 same order, the same caches filled, the same exceptions -- on generated inputs of every
 shape and on real forms (tests/test_fastread.py runs its whole comparison with the
 reference reader both with the C loops and without).
@@ -8,8 +8,10 @@ reference reader both with the C loops and without).
 from __future__ import annotations
 
 import gc
+import marshal
 import os
 import tracemalloc
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -371,3 +373,158 @@ def test_a_kept_view_of_another_shape_is_made_again() -> None:
         kept = {id(piece): bad}
         assert C.xml_views([piece], kept, lambda p: "v") == {"A1": "v"}
         assert kept[id(piece)] == (piece, "v")
+
+
+# -- plain values (kpi_excel.spool) ------------------------------------------------------
+
+
+class Row(tuple):  # noqa: SLOT001 - a row type, as IndicatorLine and ScoreRow are
+    pass
+
+
+class Other(tuple):  # noqa: SLOT001
+    pass
+
+
+class Text(str):  # noqa: SLOT000
+    pass
+
+
+class Dec(Decimal):
+    pass
+
+
+decimals = st.decimals() | st.sampled_from(
+    [Decimal("-0"), Decimal("sNaN"), Decimal("NaN123"), Decimal("-sNaN5"), Decimal("-Infinity"),
+     Decimal("1E+999999"), Decimal("67.60"), Decimal("0E-7")]
+)  # fmt: skip
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | st.text(max_size=4)
+    | decimals
+    | st.sampled_from([b"1", bytearray(b"2"), Text("t"), Dec("1.5"), 1j, frozenset(), Other(())])
+)
+keys = st.text(max_size=3) | st.integers() | st.decimals(allow_nan=False) | st.booleans()
+values = st.recursive(
+    scalars,
+    lambda kids: st.lists(kids, max_size=3)
+    | st.lists(kids, max_size=3).map(tuple)
+    | st.dictionaries(keys, kids, max_size=3),
+    max_leaves=12,
+)
+
+
+def _outcome(fn: Any, *args: Any) -> tuple[str, str]:
+    try:
+        return "ok", repr(fn(*args))  # repr: types, signs, exponents, order
+    except Exception as e:
+        return "raised", type(e).__name__
+
+
+def _nested(depth: int, leaf: Any) -> Any:
+    for i in range(depth):
+        leaf = [leaf] if i % 3 == 0 else (leaf,) if i % 3 == 1 else {"k": leaf}
+    return leaf
+
+
+@needs_c
+@settings(max_examples=1500, deadline=None)
+@given(rows=st.lists(st.lists(values, max_size=5), max_size=4), odd=st.sampled_from(
+    [None, "row of another type", "not a list"]))  # fmt: skip
+def test_plain_rows_same_and_read_back_as_they_were(rows: list[list[Any]], odd: str | None) -> None:
+    """C and Python make the same plain values of rows, or both refuse them (a subclass,
+    bytes, a complex number, a row of another type); what they make goes through
+    marshal and comes back as the very rows: types, Decimal exponents and signs, -0.0,
+    dict order."""
+    from kpi_excel import spool as sp
+
+    given_rows: Any = [Row(r) for r in rows]
+    if odd == "row of another type":
+        given_rows.append(Other(()))
+    elif odd == "not a list":
+        given_rows = tuple(given_rows)
+    py = _outcome(sp.plain_rows, given_rows, Row, Decimal)
+    assert _outcome(C.plain_rows, given_rows, Row, Decimal) == py
+    if py[0] == "ok":
+        plain = marshal.loads(marshal.dumps(C.plain_rows(given_rows, Row, Decimal)))
+        back = C.rows_from_plain(plain, Row, Decimal)
+        assert all(type(r) is Row for r in back)
+        assert repr(back) == repr(given_rows)
+        assert _outcome(sp.rows_from_plain, plain, Row, Decimal) == ("ok", repr(given_rows))
+
+
+plain_values = st.recursive(
+    st.none()
+    | st.integers()
+    | st.text(max_size=3)
+    | st.sampled_from([b"1.5", b"-0", b"sNaN", b"x", b"\xe4", b"", b"1E+3", Text("t")]),
+    lambda kids: st.lists(kids, max_size=3)
+    | st.lists(kids, max_size=3).map(tuple)
+    | st.dictionaries(st.text(max_size=2) | st.sampled_from([b"2", b"3.0"]), kids, max_size=2),
+    max_leaves=10,
+)
+
+
+@needs_c
+@settings(max_examples=800, deadline=None)
+@given(plain=st.lists(st.lists(plain_values, max_size=4) | plain_values, max_size=4))
+def test_rows_from_plain_same_on_any_values(plain: list[Any]) -> None:
+    """On values no encoder made (text that is not a number, non-ASCII bytes, a row
+    that is not a sequence), C and Python give the same rows or fail alike."""
+    from kpi_excel import spool as sp
+
+    assert _outcome(C.rows_from_plain, plain, Row, Decimal) == _outcome(
+        sp.rows_from_plain, plain, Row, Decimal
+    )
+
+
+@needs_c
+@pytest.mark.parametrize("depth", [13, 14, 15, 16, 17, 40, 5000])
+def test_plain_values_nest_as_deep_either_way(depth: int) -> None:
+    """Both refuse values nested past 16 levels, at the same level, each way (and
+    nothing recurses without bound on a deep value)."""
+    from kpi_excel import spool as sp
+
+    rows = [Row((_nested(depth, Decimal("1.5")),))]
+    assert _outcome(C.plain_rows, rows, Row, Decimal) == _outcome(
+        sp.plain_rows, rows, Row, Decimal
+    )
+    plain = [(_nested(depth, b"2.5"),)]
+    assert _outcome(C.rows_from_plain, plain, Row, Decimal) == _outcome(
+        sp.rows_from_plain, plain, Row, Decimal
+    )
+    assert _outcome(C.rows_from_plain, plain, int, Decimal)[0] == "raised"
+
+
+@needs_c
+def test_plain_values_no_leak() -> None:
+    """Encoding and decoding hold no reference too many, on every path."""
+    good = [Row(("a", Decimal("1.50"), [("x", "y", Decimal("-0"))], {"k": None}, 2.5, True))]
+    bad = [Row(("a", [1, Text("t")]))]
+    undecodable = [("a", [b"1", b"\xe4"])]
+
+    def rounds() -> None:
+        for _ in range(2000):
+            plain = C.plain_rows(good, Row, Decimal)
+            C.rows_from_plain(plain, Row, Decimal)
+            _outcome(C.plain_rows, bad, Row, Decimal)
+            _outcome(C.rows_from_plain, undecodable, Row, Decimal)
+            _outcome(C.plain_rows, [_nested(20, 1)], Row, Decimal)
+
+    rounds()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rounds()
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(3):
+            rounds()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 64 * 1024

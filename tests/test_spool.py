@@ -5,6 +5,7 @@ from __future__ import annotations
 import pickle
 import random
 from decimal import Decimal
+from typing import Any
 
 import pytest
 
@@ -82,3 +83,66 @@ def test_collect_imports_what_checking_needs_and_not_the_writer() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[] []"
+
+
+def _lines_and_scores() -> tuple[list[object], list[object]]:
+    from kpi_excel.collect import IndicatorLine
+    from kpi_excel.ledger import ScoreRow
+
+    lines = [
+        IndicatorLine("sales", "销售额", "s1", "业绩", Decimal("110.0"), Decimal("99.20"),
+                      [("act_sales", "实际", Decimal("99.20"))], Decimal("67.60"),
+                      {"HR复核": None, "主管": Decimal("-0")}, Decimal("67.60"),
+                      Decimal("0.65"), Decimal("43.94"), Decimal("100"), ""),
+        IndicatorLine("na", "不适用项", "s1", "业绩", None, "是", [], "不适用", {}, None,
+                      Decimal("0.05"), None, Decimal("1E+2"), "按档"),
+    ]  # fmt: skip
+    scores = [
+        ScoreRow.of("total", "total", None, None, Decimal("88.50")),
+        ScoreRow.of("grade", "grade", None, None, "A"),
+        ScoreRow("raw", "score", "x", "s", Decimal("1.50")),
+        ScoreRow.of("flag", "sys", "x", "s", True),
+    ]
+    return lines, scores
+
+
+def _spooled(lines: list[object], scores: list[object]) -> tuple[Any, Any]:
+    r = _Result()
+    r.lines, r.scores = list(lines), list(scores)
+    packed = pickle.loads(pickle.dumps(sp.pack(r)))
+    data = packed.__dict__["_packed"]
+    (got,) = sp.spool_results([packed])
+    return got, data
+
+
+def test_lines_and_scores_read_back_as_they_were() -> None:
+    """The 明细 lines and the scores travel as plain values when the C part is built
+    (else pickled) and read back as the very rows: their types, Decimal exponents and
+    signs, None, text, booleans."""
+    lines, scores = _lines_and_scores()
+    got, (data, sizes, _counts) = _spooled(lines, scores)
+    assert repr(list(got.lines)) == repr(lines) and repr(list(got.scores)) == repr(scores)
+    assert [type(x) for x in got.lines] == [type(x) for x in lines]
+    assert [type(x) for x in got.scores] == [type(x) for x in scores]
+    firsts = {data[:1], data[sizes[0] : sizes[0] + 1]}
+    assert firsts == ({b"R"} if sp._C is not None else {b"\x80"})
+
+
+class Text(str):
+    __slots__ = ()
+
+
+def test_a_row_holding_anything_else_is_pickled(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row with a value plain values do not keep (here a str subclass, and bytes,
+    which would read back as a Decimal) is pickled, and so is every part where the C
+    part is not built: each reads back equal."""
+    lines, scores = _lines_and_scores()
+    odd = [*scores, type(scores[0])("odd", "sys", None, None, Text("x")), scores[0]._replace(
+        value=b"1.5")]  # fmt: skip
+    got, (data, sizes, _c) = _spooled(lines, odd)
+    assert data[sizes[0] : sizes[0] + 1] == b"\x80"
+    assert repr(list(got.scores)) == repr(odd)
+    monkeypatch.setattr(sp, "_C", None)
+    got, (data, sizes, _c) = _spooled(lines, scores)
+    assert data[:1] == b"\x80" and data[sizes[0] : sizes[0] + 1] == b"\x80"
+    assert repr(list(got.lines)) == repr(lines) and repr(list(got.scores)) == repr(scores)
