@@ -167,6 +167,31 @@ def test_a_new_ledger_keeps_scores_without_a_rowid(tmp_path: Path) -> None:
     con.close()
 
 
+def test_a_new_ledger_has_16k_pages_and_an_existing_one_keeps_its_own(tmp_path: Path) -> None:
+    """A new ledger is made with 16 KB pages; one made before with SQLite's 4 KB pages
+    keeps them (SQLite fixes the size with the first table) and is written as before."""
+    new, old = tmp_path / "new.sqlite", tmp_path / "old.sqlite"
+    when = dt.datetime(2026, 11, 30, 9, 0)
+    with Ledger(new) as led:
+        led.record([_row("a" * 64, "2026-11", "E001", "121.95")], now=when)
+    con = sqlite3.connect(old)
+    con.execute("PRAGMA page_size = 4096")
+    con.execute("CREATE TABLE t (x)")  # the size is set now
+    con.execute("DROP TABLE t")
+    con.commit()
+    con.close()
+    with Ledger(old) as led:
+        led.record([_row("a" * 64, "2026-11", "E001", "121.95")], now=when)
+    sizes = {}
+    for db in (new, old):
+        con = sqlite3.connect(db)
+        sizes[db.stem] = con.execute("PRAGMA page_size").fetchone()[0]
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        con.close()
+    assert sizes == {"new": 16384, "old": 4096}
+    assert _dump(new) == _dump(old)
+
+
 def test_a_version_1_ledger_is_upgraded_with_every_row(tmp_path: Path) -> None:
     from kpi_excel import ledger as ledger_mod
 
