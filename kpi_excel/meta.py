@@ -289,20 +289,22 @@ def fingerprint(
 
 
 def _meta_line_bytes(key: str, value: str) -> bytes:
-    """:func:`meta_line` in UTF-8 (a long value, the embedded template, is the same in
-    every form: kept)."""
-    if len(value) <= 512:
-        return meta_line(key, value).encode()
-    got = _LONG_LINES.get((key, value))
+    """:func:`meta_line` in UTF-8, kept: most meta values (the template, its version,
+    the company, the period...) are the same in every form; a form's own (its
+    employee's) are kept too, in a bounded table cleared when full."""
+    kept, most = (_LINES, 4096) if len(value) <= 512 else (_LONG_LINES, 64)
+    got = kept.get((key, value))
     if got is None:
         got = meta_line(key, value).encode()
-        if len(_LONG_LINES) >= 64:
-            _LONG_LINES.clear()
-        _LONG_LINES[(key, value)] = got
+        if len(kept) >= most:
+            kept.clear()
+        kept[(key, value)] = got
     return got
 
 
-#: (key, long value) -> its meta line, encoded
+#: (key, value) -> its meta line, encoded: every value up to 512 characters
+_LINES: dict[tuple[str, str], bytes] = {}
+#: and the longer ones (the embedded template), at most 64 of them
 _LONG_LINES: dict[tuple[str, str], bytes] = {}
 
 

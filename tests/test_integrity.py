@@ -250,10 +250,14 @@ def test_fingerprint_from_encoded_lines_is_the_fingerprint_of_the_text(case: int
     ).hexdigest()
     assert fingerprint(key, "1.0", cells, meta) == want
     assert fingerprint(key, "1.0", [], meta, cell_lines=lines) == want
-    for _ in range(2):  # the long lines kept the second time
+    for _ in range(2):  # each meta line kept the second time
         got = fingerprint(
             key, "1.0", [], meta, cell_lines=lines, cell_bytes=[ln.encode() for ln in lines]
         )
         assert got == want
     meta["name"] = "高超超"
-    assert fingerprint(key, "1.0", [], meta, cell_bytes=[ln.encode() for ln in lines]) != want
+    got = fingerprint(key, "1.0", [], meta, cell_bytes=[ln.encode() for ln in lines])
+    assert got != want
+    assert got == hmac_mod.new(
+        key, fingerprint_text("1.0", cells, meta).encode("utf-8"), hashlib.sha256
+    ).hexdigest()
