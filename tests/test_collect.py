@@ -615,6 +615,51 @@ def test_parallel_workers_give_the_same_results(collected, returned: Path, tmp_p
     ]
 
 
+def test_a_worker_sets_aside_what_it_keeps_after_collecting_garbage(
+    returned: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After its first batch (and every 512 forms) a worker process collects garbage,
+    then freezes what survives: cycles made before are gone, not frozen for good;
+    the results are those of checking each file alone."""
+    import gc
+    import weakref
+
+    from kpi_excel import collect as coll_mod
+    from kpi_excel.collect import Context, _worker_check_batch, _worker_init, discover
+
+    class Node:
+        pass
+
+    sources, _ = discover([returned])
+    monkeypatch.setattr(coll_mod, "_WORKER_FORMS", 0)
+    monkeypatch.setattr(coll_mod, "_SET_ASIDE_EVERY", 3)
+    monkeypatch.setattr(coll_mod, "_WORKER_CTX", None)
+    _worker_init(None, coll_mod.DEFAULT_LIMITS, True)
+    if gc.get_freeze_count():
+        pytest.skip("this process froze objects already")
+    try:
+        cycle = Node()
+        cycle.me = cycle  # type: ignore[attr-defined]
+        gone = weakref.ref(cycle)
+        del cycle
+        got = _worker_check_batch(sources[:2])
+        assert gone() is None  # collected before freezing
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        _worker_check_batch(sources[2:3])  # 3 forms: the next setting aside
+        assert gc.get_freeze_count() > frozen
+        frozen = gc.get_freeze_count()
+        _worker_check_batch(sources[3:4])  # 4: not yet
+        assert gc.get_freeze_count() == frozen
+        ctx = Context(None, coll_mod.DEFAULT_LIMITS, True, for_recalc=False)
+        want = [coll_mod._for_main(coll_mod.check_source(s, ctx)) for s in sources[:2]]
+        assert [(r.path, r.status, r.total, [i.kind for i in r.issues]) for r in got] == [
+            (r.path, r.status, r.total, [i.kind for i in r.issues]) for r in want
+        ]
+    finally:
+        gc.unfreeze()
+
+
 @pytest.mark.parametrize("files", [1, 2, 7, 63, 64, 65, 100, 2000, 10_001])
 @pytest.mark.parametrize("workers", [2, 3, 8])
 def test_batches_cover_every_file_once_and_shrink_to_the_end(files: int, workers: int) -> None:
