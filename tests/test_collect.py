@@ -618,9 +618,10 @@ def test_parallel_workers_give_the_same_results(collected, returned: Path, tmp_p
 def test_a_worker_sets_aside_what_it_keeps_after_collecting_garbage(
     returned: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """After its first batch (and every 512 forms) a worker process collects garbage,
-    then freezes what survives: cycles made before are gone, not frozen for good;
-    the results are those of checking each file alone."""
+    """A worker process raises the collector's first threshold; after its first batch
+    (and every 512 forms) it collects garbage, then freezes what survives: cycles made
+    before are gone, not frozen for good; the results are those of checking each file
+    alone."""
     import gc
     import weakref
 
@@ -634,10 +635,12 @@ def test_a_worker_sets_aside_what_it_keeps_after_collecting_garbage(
     monkeypatch.setattr(coll_mod, "_WORKER_FORMS", 0)
     monkeypatch.setattr(coll_mod, "_SET_ASIDE_EVERY", 3)
     monkeypatch.setattr(coll_mod, "_WORKER_CTX", None)
-    _worker_init(None, coll_mod.DEFAULT_LIMITS, True)
     if gc.get_freeze_count():
         pytest.skip("this process froze objects already")
+    thresholds = gc.get_threshold()
+    _worker_init(None, coll_mod.DEFAULT_LIMITS, True)
     try:
+        assert gc.get_threshold() == (max(thresholds[0], 20_000), *thresholds[1:])
         cycle = Node()
         cycle.me = cycle  # type: ignore[attr-defined]
         gone = weakref.ref(cycle)
@@ -658,6 +661,7 @@ def test_a_worker_sets_aside_what_it_keeps_after_collecting_garbage(
         ]
     finally:
         gc.unfreeze()
+        gc.set_threshold(*thresholds)
 
 
 @pytest.mark.parametrize("files", [1, 2, 7, 63, 64, 65, 100, 2000, 10_001])
@@ -887,13 +891,19 @@ def test_results_set_aside_from_the_collector_only_while_collecting(
 
     assert gc.get_freeze_count() == 0
     seen: list[int] = []
+    thresholds: list[tuple[int, ...]] = []
+    before = gc.get_threshold()
 
     def during(_res: object) -> None:
         seen.append(gc.get_freeze_count())
+        thresholds.append(gc.get_threshold())
 
     coll = collect([returned], out=tmp_path / "s.xlsx", on_file=during)
     assert coll.files and gc.get_freeze_count() == 0 and gc.isenabled()
     assert seen[0] > 0  # the discovered sources, at least, were set aside
+    # the first threshold raised while collecting, and put back
+    assert thresholds[0] == (max(before[0], 20_000), *before[1:])
+    assert gc.get_threshold() == before
     # frozen by the caller: nothing is frozen or unfrozen by the run
     gc.freeze()
     try:
