@@ -2098,17 +2098,9 @@ PARALLEL_FROM = 48
 _WORKER_CTX: Context | None = None
 
 
-#: the garbage collector's first threshold while collecting: checking a form makes
-#: tens of thousands of short-lived objects, nearly all freed as soon as they go out
-#: of use; at the default (700) the collector looked at the young ones ~30 times a form
-_YOUNG_THRESHOLD = 20_000
-
-
 def _worker_init(secret: bytes | None, limits: Limits, fast: bool = True) -> None:
     global _WORKER_CTX
     _WORKER_CTX = Context(secret, limits, fast, for_recalc=False)
-    young, *older = gc.get_threshold()
-    gc.set_threshold(max(young, _YOUNG_THRESHOLD), *older)  # a worker process of ours
 
 
 def _worker_check(src: Source) -> FileResult:
@@ -2191,30 +2183,9 @@ def _batches(files: int, workers: int) -> list[int]:
     return sizes
 
 
-#: forms a worker process has checked, and how many between setting aside what it
-#: keeps (:func:`_worker_check_batch`)
-_WORKER_FORMS = 0
-_SET_ASIDE_EVERY = 512
-
-
 def _worker_check_batch(batch: list[Source]) -> list[FileResult]:
-    """:func:`_worker_check` for each file of a batch.
-
-    After its first batch, and every :data:`_SET_ASIDE_EVERY` forms, the worker sets
-    what it keeps from form to form (the template, its compiled code, the readers'
-    caches: ~65,000 objects) aside from the garbage collector's passes: garbage is
-    collected first, then what survives is frozen (``gc.freeze``). Each full pass
-    walked all of it again, ~5% of a worker's time. Frozen objects are still freed
-    when no longer used; the process ends with the pool."""
-    global _WORKER_FORMS
-    out = [_worker_check(src) for src in batch]
-    before, _WORKER_FORMS = _WORKER_FORMS, _WORKER_FORMS + len(batch)
-    if gc.isenabled() and (
-        before == 0 or before // _SET_ASIDE_EVERY != _WORKER_FORMS // _SET_ASIDE_EVERY
-    ):
-        gc.collect()
-        gc.freeze()
-    return out
+    """:func:`_worker_check` for each file of a batch."""
+    return [_worker_check(src) for src in batch]
 
 
 def _check_all(
@@ -2372,17 +2343,13 @@ def _results_set_aside() -> Iterator[Callable[[], None]]:
     full pass of the collector would walk all of them again, and at 10,000 files those
     passes cost the main process ~15% of its time. Objects set aside are still freed
     when no longer used; only cycles wait for the end. A process that freezes objects
-    itself, or runs without the collector, is left as it is. The collector's first
-    threshold is raised meanwhile (:data:`_YOUNG_THRESHOLD`), and put back."""
+    itself, or runs without the collector, is left as it is."""
     if gc.get_freeze_count() or not gc.isenabled():
         yield lambda: None
         return
-    thresholds = gc.get_threshold()
-    gc.set_threshold(max(thresholds[0], _YOUNG_THRESHOLD), *thresholds[1:])
     try:
         yield gc.freeze
     finally:
-        gc.set_threshold(*thresholds)
         gc.unfreeze()
 
 
