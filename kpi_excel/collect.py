@@ -259,6 +259,8 @@ def _archive_limits(limits: Limits) -> Limits:
 def _skip_reason(name: str) -> str | None:
     """Why a file is not an input (lock and system files), or None."""
     low = name.lower()
+    if name[:1] not in ("~", "."):  # none of the lock and temporary files below
+        return "系统文件，已跳过" if low in _SYSTEM_FILES else None
     if name.startswith("~$"):
         return "Excel/WPS 打开文件时产生的临时锁文件，已跳过"
     if name.startswith(".~lock."):
@@ -365,28 +367,29 @@ def discover(
 
     Raises :class:`KpiExcelError` when an input does not exist.
     """
-    excluded = {p.resolve() for p in exclude}
+    # files are known by their resolved path, as text (a Path per file costs more)
+    excluded = {str(p.resolve()) for p in exclude}
     # SQLite's companions of the ledger, if the outputs sit in an input folder
-    excluded |= {Path(f"{p}{tail}") for p in excluded for tail in ("-journal", "-wal", "-shm")}
+    excluded |= {f"{p}{tail}" for p in excluded for tail in ("-journal", "-wal", "-shm")}
     sources: list[Source] = []
     skipped: list[tuple[str, str]] = []
-    seen: dict[Path, str] = {}
+    seen: dict[str, str] = {}
 
-    def add_file(p: Path, raw: str, real_parent: Path | None = None) -> None:
+    def add_file(p: Path, raw: str, real_parent: str | None = None) -> None:
         shown = display_path(raw)
-        rp: Path | None = None
+        rp: str | None = None
         plain: os.stat_result | None = None  # the file's own status, when not a link
         if real_parent is not None:
             # a plain file (not a link) in a resolved folder: no need to resolve it
             with contextlib.suppress(OSError):
                 lst = os.lstat(p)
                 if not stat.S_ISLNK(lst.st_mode):
-                    rp, plain = real_parent / p.name, lst
+                    rp, plain = os.path.join(real_parent, p.name), lst
         if rp is None:
             try:
-                rp = p.resolve()
+                rp = str(p.resolve())
             except (OSError, RuntimeError):  # a symlink loop
-                rp = p.absolute()
+                rp = str(p.absolute())
         if rp in seen:
             if seen[rp] != shown:
                 skipped.append((shown, f"与 {seen[rp]} 是同一个文件（链接或重复给出），已计入一次"))
@@ -452,7 +455,7 @@ def discover(
                 dirs[:] = sorted(d for d in dirs if d != "__MACOSX" and d not in linked)
                 here = Path(root)
                 try:  # resolved once per folder: its plain files resolve beneath it
-                    real_here: Path | None = here.resolve()
+                    real_here: str | None = str(here.resolve())
                 except (OSError, RuntimeError):
                     real_here = None
                 for fname in sorted(files):

@@ -609,7 +609,9 @@ def _check_prolog_now(
 
 
 def _check_real_size(
-    data: bytes, info: zipfile.ZipInfo, whole: dict[str, tuple[zipfile.ZipInfo, bytes]] | None = None
+    data: bytes,
+    info: zipfile.ZipInfo,
+    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] | None = None,
 ) -> bytes:
     """The whole content of a member, checked against its declared size and CRC (its
     content taken from ``whole`` when :func:`_check_prolog_now` kept it there)."""

@@ -40,6 +40,8 @@ from pathlib import Path
 
 import openpyxl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kpi_excel.collect import collect, collect_command, discover
 from kpi_excel.generate import generate_command
@@ -862,3 +864,66 @@ def test_results_set_aside_from_the_collector_only_while_collecting(
     calls: list[int] = []
     assert list(_every(range(7), 3, lambda: calls.append(1))) == list(range(7))
     assert len(calls) == 2
+
+
+def _skip_reason_reference(name: str) -> str | None:
+    """collect._skip_reason as it was before its shortcut for ordinary names."""
+    import re as re_mod
+
+    from kpi_excel.collect import _SYSTEM_FILES
+
+    low = name.lower()
+    if name.startswith("~$"):
+        return "Excel/WPS 打开文件时产生的临时锁文件，已跳过"
+    if name.startswith(".~lock."):
+        return "LibreOffice 打开文件时产生的临时锁文件，已跳过"
+    if name.startswith("._"):
+        return "macOS 系统文件，已跳过"
+    if low in _SYSTEM_FILES:
+        return "系统文件，已跳过"
+    if re_mod.match(r"^~wrl\d+\.tmp$", low):
+        return "Office 保存时的临时文件，已跳过"
+    if re_mod.match(r"^\..+\.\d+\.tmp\.xls[xm]$", low):
+        return "汇总表写入时的临时文件（上次运行中断时留下），已跳过"
+    return None
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    head=st.sampled_from(["", "~", "~$", ".", ".~lock.", "._", "~WRL", ".汇总.", "Thumbs", "x"]),
+    body=st.text(alphabet="~$._0123456789aAdbDStoreicnwrlmpxs\r汇总", max_size=8),
+    tail=st.sampled_from(["", ".tmp", ".xlsx", ".tmp.xlsm", ".db", ".ini", ".DS_Store"]),
+)
+def test_skip_reasons_as_before(head: str, body: str, tail: str) -> None:
+    from kpi_excel.collect import _skip_reason
+
+    name = head + body + tail
+    assert _skip_reason(name) == _skip_reason_reference(name)
+    for system in (
+        ".DS_Store",
+        "Thumbs.db",
+        "desktop.ini",
+        "EHTHUMBS.DB",
+        "Icon\r",
+        "~WRL0001.tmp",
+    ):
+        assert _skip_reason(system) == _skip_reason_reference(system) is not None
+
+
+def test_a_file_reached_twice_counts_once(tmp_path: Path, returned: Path) -> None:
+    """A file linked from its own folder, a file given beside its folder, a folder given
+    twice: each file is an input once, and a link to it is said."""
+    from kpi_excel.collect import discover
+
+    d = tmp_path / "in"
+    d.mkdir()
+    first = sorted(returned.glob("*.xlsx"))[0]
+    (d / "a.xlsx").write_bytes(first.read_bytes())
+    (d / "b.xlsx").symlink_to(d / "a.xlsx")
+    (d / "c.xlsx").write_bytes(first.read_bytes())  # the same bytes, another file
+    sources, skipped = discover([d, d / "c.xlsx"])
+    assert [Path(s.display).name for s in sources] == ["a.xlsx", "c.xlsx"]
+    said = sorted((Path(p).name, why.split("（")[0]) for p, why in skipped)
+    assert said == [("b.xlsx", f"与 {d / 'a.xlsx'} 是同一个文件")]
+    again, _ = discover([d, d])
+    assert [s.display for s in again] == [s.display for s in sources]

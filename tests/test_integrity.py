@@ -258,6 +258,9 @@ def test_fingerprint_from_encoded_lines_is_the_fingerprint_of_the_text(case: int
     meta["name"] = "高超超"
     got = fingerprint(key, "1.0", [], meta, cell_bytes=[ln.encode() for ln in lines])
     assert got != want
-    assert got == hmac_mod.new(
-        key, fingerprint_text("1.0", cells, meta).encode("utf-8"), hashlib.sha256
-    ).hexdigest()
+    assert (
+        got
+        == hmac_mod.new(
+            key, fingerprint_text("1.0", cells, meta).encode("utf-8"), hashlib.sha256
+        ).hexdigest()
+    )

@@ -410,9 +410,11 @@ scalars = (
 keys = st.text(max_size=3) | st.integers() | st.decimals(allow_nan=False) | st.booleans()
 values = st.recursive(
     scalars,
-    lambda kids: st.lists(kids, max_size=3)
-    | st.lists(kids, max_size=3).map(tuple)
-    | st.dictionaries(keys, kids, max_size=3),
+    lambda kids: (
+        st.lists(kids, max_size=3)
+        | st.lists(kids, max_size=3).map(tuple)
+        | st.dictionaries(keys, kids, max_size=3)
+    ),
     max_leaves=12,
 )
 
@@ -461,9 +463,11 @@ plain_values = st.recursive(
     | st.integers()
     | st.text(max_size=3)
     | st.sampled_from([b"1.5", b"-0", b"sNaN", b"x", b"\xe4", b"", b"1E+3", Text("t")]),
-    lambda kids: st.lists(kids, max_size=3)
-    | st.lists(kids, max_size=3).map(tuple)
-    | st.dictionaries(st.text(max_size=2) | st.sampled_from([b"2", b"3.0"]), kids, max_size=2),
+    lambda kids: (
+        st.lists(kids, max_size=3)
+        | st.lists(kids, max_size=3).map(tuple)
+        | st.dictionaries(st.text(max_size=2) | st.sampled_from([b"2", b"3.0"]), kids, max_size=2)
+    ),
     max_leaves=10,
 )
 
@@ -489,9 +493,7 @@ def test_plain_values_nest_as_deep_either_way(depth: int) -> None:
     from kpi_excel import spool as sp
 
     rows = [Row((_nested(depth, Decimal("1.5")),))]
-    assert _outcome(C.plain_rows, rows, Row, Decimal) == _outcome(
-        sp.plain_rows, rows, Row, Decimal
-    )
+    assert _outcome(C.plain_rows, rows, Row, Decimal) == _outcome(sp.plain_rows, rows, Row, Decimal)
     plain = [(_nested(depth, b"2.5"),)]
     assert _outcome(C.rows_from_plain, plain, Row, Decimal) == _outcome(
         sp.rows_from_plain, plain, Row, Decimal
