@@ -149,21 +149,19 @@ class ScoreRow(NamedTuple):
         ``values.get(cell)`` (a form's tens of rows in one call; Decimals, the usual
         value, worked out inline as :func:`_text` and :func:`_real` do)."""
         new, get = tuple.__new__, values.get
-        known = _decimal_texts()
-        known_get = known.get
+        c = getcontext()
+        # a finite Decimal's text without an exponent, of no more digits than the
+        # context keeps: normalize() rounds nothing, and its text and number follow
+        # from that text (Decimal's float is float of its text)
+        most = c.prec if c.Emin <= -(c.prec + 6) and c.Emax >= c.prec else 0
         out: list[ScoreRow] = []
         for head in heads:
             v = get(head[0])
             if type(v) is Decimal:
-                # equal finite non-zero Decimals (67.60, 67.6) have the same text and
-                # number; a form's scores mostly repeat other forms' values
-                if v and v.is_finite():
-                    got = known_get(v)
-                    if got is None:
-                        if len(known) >= 65536:
-                            known.clear()
-                        got = known[v] = (format(v.normalize(), "f"), float(v))
-                    out.append(new(cls, (*head, v, *got)))
+                t = str(v)
+                if len(t) <= most and v.is_finite() and "E" not in t:
+                    text = t.rstrip("0").rstrip(".") if "." in t else t
+                    out.append(new(cls, (*head, v, text, float(t))))
                 else:
                     out.append(new(cls, (*head, v, format(v.normalize(), "f"), float(v))))
             else:
@@ -219,21 +217,6 @@ class TrendRow:
     name: str
     department: str
     total: Decimal
-
-
-#: (text, number) of finite non-zero Decimals worked out before, under the decimal
-#: context whose settings are the key (``normalize`` rounds to its precision)
-_DECIMAL_TEXTS: dict[tuple[object, ...], dict[Decimal, tuple[str, float]]] = {}
-
-
-def _decimal_texts() -> dict[Decimal, tuple[str, float]]:
-    c = getcontext()
-    key = (c.prec, c.rounding, c.Emin, c.Emax, c.clamp)
-    got = _DECIMAL_TEXTS.get(key)
-    if got is None:
-        _DECIMAL_TEXTS.clear()
-        got = _DECIMAL_TEXTS[key] = {}
-    return got
 
 
 def _text(v: object) -> str | None:

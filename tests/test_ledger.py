@@ -9,6 +9,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from kpi_excel.errors import KpiExcelError
 from kpi_excel.ledger import (
@@ -342,24 +344,46 @@ def test_score_rows_in_one_call_equal_one_at_a_time() -> None:
     want = [ScoreRow.of(*head, values.get(head[0])) for head in heads]
     assert [repr(tuple(r)) for r in got] == [repr(tuple(r)) for r in want]
     assert all(type(r) is ScoreRow for r in got)
-    # values found again (kept by value): equal Decimals of other exponents, zero
-    # after minus zero, and a context whose precision rounds what normalize gives
-    again = {
-        **values,
-        "a": Decimal("67.6"),
-        "b": Decimal("0"),
-        "c": Decimal("1000.00"),
-        "k": Decimal("-12.345"),
-        "l": Decimal("123456.789"),
-    }
-    heads = [(name, "score", "ind", "sec") for name in again]
-    for prec in (28, 3, 28):
-        with decimal.localcontext() as ctx:
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    values=st.lists(
+        st.decimals(allow_nan=False, allow_infinity=False, places=2)
+        | st.decimals()
+        | st.integers(-(10**40), 10**40).map(Decimal)
+        | st.tuples(st.integers(-(10**12), 10**12), st.integers(-12, 12)).map(
+            lambda t: Decimal(t[0]).scaleb(t[1]))
+        | st.sampled_from([Decimal("-0.00"), Decimal("0E-7"), Decimal("1E+2"), Decimal("sNaN"),
+                           Decimal("-Infinity"), Decimal("NaN12"), Decimal("100.000")]),
+        max_size=8,
+    ),
+    prec=st.sampled_from([None, 1, 3, 6, 12, 28, 40]),
+    emax=st.sampled_from([None, 5, 30, 999999]),
+)  # fmt: skip
+def test_score_rows_of_any_decimal_in_any_context(
+    values: list[Decimal], prec: int | None, emax: int | None
+) -> None:
+    """ScoreRow.rows works a Decimal's text and number out from its own text when
+    normalize() cannot round it: the same as ScoreRow.of for any value, in any
+    decimal context (precision, exponent limits), including the values it errs on."""
+    heads = [(f"c{i}", "score", None, None) for i in range(len(values))]
+    given_values = {h[0]: v for h, v in zip(heads, values, strict=True)}
+    with decimal.localcontext() as ctx:
+        if prec is not None:
             ctx.prec = prec
-            for _ in range(2):
-                got = ScoreRow.rows(heads, again)
-                want = [ScoreRow.of(*head, again.get(head[0])) for head in heads]
-                assert [repr(tuple(r)) for r in got] == [repr(tuple(r)) for r in want]
+        if emax is not None:
+            ctx.Emax, ctx.Emin = emax, -emax
+
+        def outcome(fn: object) -> tuple[str, str]:
+            try:
+                return "ok", repr([tuple(r) for r in fn()])  # type: ignore[operator]
+            except Exception as e:  # the kind of any failure
+                return "raised", type(e).__name__
+
+        got = outcome(lambda: ScoreRow.rows(heads, given_values))
+        want = outcome(lambda: [ScoreRow.of(*h, given_values[h[0]]) for h in heads])
+    assert got == want
 
 
 def test_score_table_rows_as_the_ledger_makes_them() -> None:
