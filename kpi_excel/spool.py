@@ -23,7 +23,7 @@ import pickle
 import tempfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 try:
     from kpi_excel import _speedups as _C
@@ -92,7 +92,7 @@ def plain_rows(rows: Any, row_type: type, decimal: type = Decimal) -> list[tuple
     for row in rows:
         if type(row) is not row_type:
             raise TypeError("not a row of the part's type")
-        out.append(tuple(_plain(v, decimal, 1) for v in row))
+        out.append(tuple(_plain(v, decimal, 1) for v in cast(tuple, row)))
     return out
 
 
@@ -128,11 +128,9 @@ def _encode(index: int, value: Any) -> bytes:
     row_type = _ROW_TYPES.get(index)
     if row_type is not None and _C is not None:
         try:
-            plain = _C.plain_rows(value, row_type, Decimal)
-        except TypeError:
+            return _PLAIN + bytes((index,)) + marshal.dumps(_C.plain_rows(value, row_type, Decimal))
+        except (TypeError, ValueError):
             pass  # something that is not a plain value: pickled
-        else:
-            return _PLAIN + bytes((index,)) + marshal.dumps(plain)
     return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
 
 
