@@ -1862,6 +1862,19 @@ def _cell_value(v: object) -> Value:
     return str(v)
 
 
+_SEPARATORS = os.sep + (os.altsep or "")
+
+
+def _suffix(path: str) -> str:
+    """``Path(path).suffix``, without making a Path (one a file costs more than the
+    rest of the name checks)."""
+    name = path[max(path.rfind(c) for c in _SEPARATORS) + 1 :]
+    if name in ("", ".", ".."):
+        return Path(path).suffix  # a path that ends oddly: as Path has it
+    i = name.rfind(".")
+    return name[i:] if 0 < i < len(name) - 1 else ""
+
+
 def check_source(src: Source, ctx: Context) -> FileResult:
     """Check one input file. Never raises: every failure becomes a rejected result."""
     t0 = time.perf_counter()
@@ -1871,7 +1884,7 @@ def check_source(src: Source, ctx: Context) -> FileResult:
         data = src.read(ctx.limits)
         res.size = len(data)
         res.sha256 = hashlib.sha256(data).hexdigest()
-        if Path(src.display).suffix.lower() not in _WORKBOOK_EXT and data[:2] == b"PK":
+        if _suffix(src.display).lower() not in _WORKBOOK_EXT and data[:2] == b"PK":
             res.add("extension", "info", f"文件扩展名为“{Path(src.display).suffix}”，按 .xlsx 读取")
         # parsers read these checked bytes, never the path again: the file could be
         # replaced between the check and the read

@@ -927,3 +927,15 @@ def test_a_file_reached_twice_counts_once(tmp_path: Path, returned: Path) -> Non
     assert said == [("b.xlsx", f"与 {d / 'a.xlsx'} 是同一个文件")]
     again, _ = discover([d, d])
     assert [s.display for s in again] == [s.display for s in sources]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.text(alphabet="ab./\\x汇 :~!", max_size=12))
+def test_a_file_suffix_as_path_has_it(path: str) -> None:
+    """collect._suffix, which check_source uses instead of making a Path per file,
+    is Path(path).suffix for any path (dots, separators, leading dots, a zip member's
+    name)."""
+    from kpi_excel.collect import _suffix
+
+    assert _suffix(path) == Path(path).suffix
+    assert _suffix("归档.zip!表.XLSX") == Path("归档.zip!表.XLSX").suffix == ".XLSX"
