@@ -686,6 +686,135 @@ rows_from_plain(PyObject *self, PyObject *args)
     return out;
 }
 
+/* score_rows(cls, heads, values, most, decimal, slow, other) -> list
+ *
+ * ledger.ScoreRow.rows's loop: for each (cell, kind, indicator, section) of `heads` (a
+ * list of 4-tuples), its value values.get(cell) (`values` a dict), and the row
+ * cls(cell, kind, indicator, section, value, text, number) made as tuple.__new__
+ * makes it. A Decimal (exactly `decimal`) whose text is at most `most` characters of
+ * "-.0123456789" has the text with trailing zeros (and then a trailing point) cut
+ * after a point, and the float of its text; any other Decimal takes (text, number)
+ * from slow(value), any other value from other(value).
+ */
+static int
+fast_decimal_text(PyObject *t, Py_ssize_t most, PyObject **text, PyObject **number)
+{
+    Py_ssize_t n;
+    const char *c = PyUnicode_AsUTF8AndSize(t, &n);
+    if (c == NULL)
+        return -1;
+    if (n > most || n == 0)
+        return 0;
+    Py_ssize_t dot = -1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        char ch = c[i];
+        if (ch == '.')
+            dot = i;
+        else if (!(ch == '-' || (ch >= '0' && ch <= '9')))
+            return 0;
+    }
+    Py_ssize_t end = n;
+    if (dot >= 0) {
+        while (end > 0 && c[end - 1] == '0')
+            end--;
+        if (end > 0 && c[end - 1] == '.')
+            end--;
+    }
+    *text = end == n ? (Py_INCREF(t), t) : PyUnicode_FromStringAndSize(c, end);
+    if (*text == NULL)
+        return -1;
+    *number = PyFloat_FromString(t);
+    if (*number == NULL) {
+        Py_CLEAR(*text);
+        return -1;
+    }
+    return 1;
+}
+
+static PyObject *
+score_rows(PyObject *self, PyObject *args)
+{
+    PyObject *cls, *heads, *values, *dec, *slow, *other;
+    Py_ssize_t most;
+    if (!PyArg_ParseTuple(args, "OO!O!nOOO:score_rows", &cls, &PyList_Type, &heads,
+                          &PyDict_Type, &values, &most, &dec, &slow, &other))
+        return NULL;
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &PyTuple_Type)) {
+        PyErr_SetString(PyExc_TypeError, "the row type is not a tuple type");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    PyObject *out = PyList_New(0);
+    if (out == NULL)
+        return NULL;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(heads); i++) {
+        PyObject *head = PyList_GET_ITEM(heads, i);
+        if (!PyTuple_Check(head) || PyTuple_GET_SIZE(head) != 4) {
+            PyErr_SetString(PyExc_TypeError, "a head is not (cell, kind, indicator, section)");
+            goto fail;
+        }
+        Py_INCREF(head);
+        PyObject *v = PyDict_GetItemWithError(values, PyTuple_GET_ITEM(head, 0));
+        if (v == NULL && PyErr_Occurred()) {
+            Py_DECREF(head);
+            goto fail;
+        }
+        if (v == NULL)
+            v = Py_None;
+        Py_INCREF(v);
+        PyObject *text = NULL, *number = NULL;
+        int got = 0;
+        if ((PyObject *)Py_TYPE(v) == dec) {
+            PyObject *t = PyObject_Str(v);
+            got = t == NULL ? -1 : fast_decimal_text(t, most, &text, &number);
+            Py_XDECREF(t);
+        }
+        if (got == 0) {
+            PyObject *pair = PyObject_CallOneArg((PyObject *)Py_TYPE(v) == dec ? slow : other, v);
+            if (pair == NULL)
+                got = -1;
+            else if (!PyTuple_Check(pair) || PyTuple_GET_SIZE(pair) != 2) {
+                PyErr_SetString(PyExc_TypeError, "not a (text, number) pair");
+                got = -1;
+            }
+            else {
+                text = PyTuple_GET_ITEM(pair, 0);
+                number = PyTuple_GET_ITEM(pair, 1);
+                Py_INCREF(text);
+                Py_INCREF(number);
+                got = 1;
+            }
+            Py_XDECREF(pair);
+        }
+        PyObject *row = got < 0 ? NULL : type->tp_alloc(type, 7);
+        if (row == NULL) {
+            Py_XDECREF(text);
+            Py_XDECREF(number);
+            Py_DECREF(v);
+            Py_DECREF(head);
+            goto fail;
+        }
+        for (int k = 0; k < 4; k++) {
+            PyObject *x = PyTuple_GET_ITEM(head, k);
+            Py_INCREF(x);
+            PyTuple_SET_ITEM(row, k, x);
+        }
+        Py_DECREF(head);
+        PyTuple_SET_ITEM(row, 4, v);
+        PyTuple_SET_ITEM(row, 5, text);
+        PyTuple_SET_ITEM(row, 6, number);
+        if (PyList_Append(out, row) < 0) {
+            Py_DECREF(row);
+            goto fail;
+        }
+        Py_DECREF(row);
+    }
+    return out;
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"surrogate_ref", surrogate_ref, METH_VARARGS,
      "Whether the bytes hold a character reference to a lone surrogate (read._SURROGATE_REF)."},
@@ -699,6 +828,7 @@ static PyMethodDef methods[] = {
      "fastread._Views.sheet_cells's loop over a scan's cells."},
     {"xml_views", xml_views, METH_VARARGS, "fastread._Views.xml_cells's loop."},
     {"plain_rows", plain_rows, METH_VARARGS, "spool.plain_rows: rows as plain values."},
+    {"score_rows", score_rows, METH_VARARGS, "ledger.ScoreRow.rows's loop."},
     {"rows_from_plain", rows_from_plain, METH_VARARGS,
      "spool.rows_from_plain: the rows plain_rows made plain values of."},
     {NULL, NULL, 0, NULL},

@@ -27,6 +27,11 @@ from decimal import Decimal, getcontext
 from pathlib import Path
 from typing import NamedTuple
 
+try:
+    from kpi_excel import _speedups as _C
+except ImportError:  # no compiler where it was installed: the Python loop runs
+    _C = None  # type: ignore[assignment]
+
 __all__ = [
     "SCHEMA_VERSION",
     "SourceRow",
@@ -147,13 +152,26 @@ class ScoreRow(NamedTuple):
     ) -> list[ScoreRow]:
         """:meth:`of` for each (cell, kind, indicator, section), its value
         ``values.get(cell)`` (a form's tens of rows in one call; Decimals, the usual
-        value, worked out inline as :func:`_text` and :func:`_real` do)."""
-        new, get = tuple.__new__, values.get
+        value, worked out inline as :func:`_text` and :func:`_real` do). The loop runs
+        in C where the C part is built (``_speedups.score_rows``), else in Python
+        (:meth:`_rows`, its reference)."""
         c = getcontext()
         # a finite Decimal's text without an exponent, of no more digits than the
         # context keeps: normalize() rounds nothing, and its text and number follow
         # from that text (Decimal's float is float of its text)
         most = c.prec if c.Emin <= -(c.prec + 6) and c.Emax >= c.prec else 0
+        if _C is not None and type(heads) is list and type(values) is dict:
+            return _C.score_rows(cls, heads, values, most, Decimal, _decimal_pair, _pair)  # type: ignore[no-any-return]
+        return cls._rows(heads, values, most)
+
+    @classmethod
+    def _rows(
+        cls,
+        heads: Iterable[tuple[str, str, str | None, str | None]],
+        values: Mapping[str, object],
+        most: int,
+    ) -> list[ScoreRow]:
+        new, get = tuple.__new__, values.get
         out: list[ScoreRow] = []
         for head in heads:
             v = get(head[0])
@@ -163,9 +181,9 @@ class ScoreRow(NamedTuple):
                     text = t.rstrip("0").rstrip(".") if "." in t else t
                     out.append(new(cls, (*head, v, text, float(t))))
                 else:
-                    out.append(new(cls, (*head, v, format(v.normalize(), "f"), float(v))))
+                    out.append(new(cls, (*head, v, *_decimal_pair(v))))
             else:
-                out.append(new(cls, (*head, v, _text(v), _real(v))))
+                out.append(new(cls, (*head, v, *_pair(v))))
         return out
 
     def __reduce__(self) -> tuple[type, tuple[object, ...]]:
@@ -217,6 +235,15 @@ class TrendRow:
     name: str
     department: str
     total: Decimal
+
+
+def _decimal_pair(v: Decimal) -> tuple[str, float]:
+    """(text, number) of a Decimal as :func:`_text` and :func:`_real` make them."""
+    return format(v.normalize(), "f"), float(v)
+
+
+def _pair(v: object) -> tuple[str | None, float | None]:
+    return _text(v), _real(v)
 
 
 def _text(v: object) -> str | None:

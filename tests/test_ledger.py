@@ -7,11 +7,13 @@ import decimal
 import sqlite3
 from decimal import Decimal
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kpi_excel import ledger as ledger_mod
 from kpi_excel.errors import KpiExcelError
 from kpi_excel.ledger import (
     SCHEMA_VERSION,
@@ -340,10 +342,12 @@ def test_score_rows_in_one_call_equal_one_at_a_time() -> None:
         "k": Decimal("-12.3450"),
     }
     heads = [(name, "score", "ind", "sec") for name in [*values, "missing"]]
-    got = ScoreRow.rows(heads, values)
     want = [ScoreRow.of(*head, values.get(head[0])) for head in heads]
-    assert [repr(tuple(r)) for r in got] == [repr(tuple(r)) for r in want]
-    assert all(type(r) is ScoreRow for r in got)
+    for c_part in (ledger_mod._C, None):  # the C loop (where built) and the Python one
+        with mock.patch.object(ledger_mod, "_C", c_part):
+            got = ScoreRow.rows(heads, values)
+        assert [repr(tuple(r)) for r in got] == [repr(tuple(r)) for r in want]
+        assert all(type(r) is ScoreRow for r in got)
 
 
 @settings(max_examples=1500, deadline=None)
@@ -381,9 +385,11 @@ def test_score_rows_of_any_decimal_in_any_context(
             except Exception as e:  # the kind of any failure
                 return "raised", type(e).__name__
 
-        got = outcome(lambda: ScoreRow.rows(heads, given_values))
+        got = outcome(lambda: ScoreRow.rows(heads, given_values))  # in C where built
+        with mock.patch.object(ledger_mod, "_C", None):
+            python = outcome(lambda: ScoreRow.rows(heads, given_values))
         want = outcome(lambda: [ScoreRow.of(*h, given_values[h[0]]) for h in heads])
-    assert got == want
+    assert got == python == want
 
 
 def test_score_table_rows_as_the_ledger_makes_them() -> None:

@@ -530,3 +530,48 @@ def test_plain_values_no_leak() -> None:
     finally:
         tracemalloc.stop()
     assert after - before < 64 * 1024
+
+
+@needs_c
+def test_score_rows_checks_its_arguments_and_no_leak() -> None:
+    """ledger.ScoreRow.rows's C loop refuses what is not a list of 4-tuples or a row
+    type, passes errors of its callbacks on, and holds no reference too many."""
+    from kpi_excel.ledger import ScoreRow, _decimal_pair, _pair
+
+    heads = [("a", "score", None, None), ("b", "sys", "x", "s"), ("c", "total", None, None)]
+    values = {"a": Decimal("87.50"), "b": Decimal("sNaN"), "c": "A"}
+
+    def pair(v: Any) -> Any:
+        return _pair(v)
+
+    def bad(_v: Any) -> Any:
+        raise Stop
+
+    def rounds() -> None:
+        for _ in range(2000):
+            C.score_rows(ScoreRow, heads[::2], values, 28, Decimal, _decimal_pair, pair)
+            _run(C.score_rows, ScoreRow, heads, values, 28, Decimal, bad, pair)
+            _outcome(C.score_rows, ScoreRow, heads, values, 28, Decimal, _decimal_pair, bad)
+            _outcome(C.score_rows, ScoreRow, heads, values, 28, Decimal, lambda v: (1,), pair)
+            _outcome(C.score_rows, ScoreRow, [("a",)], values, 28, Decimal, bad, pair)
+            _outcome(C.score_rows, int, heads, values, 28, Decimal, bad, pair)
+
+    assert _run(C.score_rows, ScoreRow, heads, values, 28, Decimal, bad, pair)[0] == "raised"
+    assert _outcome(C.score_rows, int, heads, values, 28, Decimal, bad, pair)[1] == "TypeError"
+    assert _outcome(C.score_rows, ScoreRow, [("a",)], values, 28, Decimal, bad, pair)[1] == (
+        "TypeError"
+    )
+    rounds()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rounds()
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(3):
+            rounds()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 64 * 1024
