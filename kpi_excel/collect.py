@@ -367,8 +367,10 @@ def discover(
 
     Raises :class:`KpiExcelError` when an input does not exist.
     """
-    # files are known by their resolved path, as text (a Path per file costs more)
-    excluded = {str(p.resolve()) for p in exclude}
+    # files are known by their resolved path, as text (a Path per file costs more),
+    # compared as paths compare on this system (without regard to case on Windows)
+    key = os.path.normcase
+    excluded = {key(str(p.resolve())) for p in exclude}
     # SQLite's companions of the ledger, if the outputs sit in an input folder
     excluded |= {f"{p}{tail}" for p in excluded for tail in ("-journal", "-wal", "-shm")}
     sources: list[Source] = []
@@ -384,12 +386,12 @@ def discover(
             with contextlib.suppress(OSError):
                 lst = os.lstat(p)
                 if not stat.S_ISLNK(lst.st_mode):
-                    rp, plain = os.path.join(real_parent, p.name), lst
+                    rp, plain = key(os.path.join(real_parent, p.name)), lst
         if rp is None:
             try:
-                rp = str(p.resolve())
+                rp = key(str(p.resolve()))
             except (OSError, RuntimeError):  # a symlink loop
-                rp = str(p.absolute())
+                rp = key(str(p.absolute()))
         if rp in seen:
             if seen[rp] != shown:
                 skipped.append((shown, f"与 {seen[rp]} 是同一个文件（链接或重复给出），已计入一次"))
