@@ -525,7 +525,7 @@ def _check_prolog(
     info: zipfile.ZipInfo,
     limits: Limits,
     key: bytes | None = None,
-    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] | None = None,
+    whole: _Whole | None = None,
 ) -> None:
     if key is not None and (key, limits.max_xml_part) in _PROLOG_OK:
         return  # the same bytes passed before
@@ -537,8 +537,20 @@ def _check_prolog(
 
 
 #: deflated XML parts up to this size have their prolog checked on their whole
-#: content, inflated once and kept for the gate's later reads (:func:`_check_area`)
+#: content, inflated once and kept for the gate's later reads (:func:`_check_area`),
+#: up to this many bytes a file (a form's parts come to well under 1 MB; a file of
+#: many parts that are never read is not inflated whole beyond it)
 _WHOLE_MAX = 1 << 20
+_WHOLE_BUDGET = 8 << 20
+
+
+@dataclass
+class _Whole:
+    """XML parts :func:`_check_prolog_now` inflated whole, by name, and how many more
+    bytes it may inflate so."""
+
+    parts: dict[str, tuple[zipfile.ZipInfo, bytes]] = field(default_factory=dict)
+    left: int = _WHOLE_BUDGET
 
 
 def _inflate_whole(data: bytes, info: zipfile.ZipInfo) -> bytes | None:
@@ -557,22 +569,24 @@ def _check_prolog_now(
     data: bytes,
     info: zipfile.ZipInfo,
     limits: Limits,
-    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] | None = None,
+    whole: _Whole | None = None,
 ) -> None:
     """Check a member's prolog. With ``whole``, a deflated XML part of at most
-    :data:`_WHOLE_MAX` bytes is inflated whole, once: its prolog is read from that
-    content (each head exactly what inflating that many bytes gives, and complete
-    exactly when it is), and the content is kept in ``whole`` by the part's name."""
+    :data:`_WHOLE_MAX` bytes (while ``whole.left`` allows) is inflated whole, once: its
+    prolog is read from that content (each head exactly what inflating that many
+    bytes gives, and complete exactly when it is), and the content is kept in
+    ``whole.parts`` by the part's name."""
     full = None
     if (
         whole is not None
         and info.compress_type == zipfile.ZIP_DEFLATED
-        and info.file_size <= _WHOLE_MAX
+        and info.file_size <= min(_WHOLE_MAX, whole.left)
         and _is_xml_name(info.filename)
     ):
+        whole.left -= info.file_size
         full = _inflate_whole(data, info)
         if full is not None:
-            whole[info.filename] = (info, full)
+            whole.parts[info.filename] = (info, full)
     n = 1024
     while True:
         if full is not None and len(full) != n:
@@ -611,11 +625,11 @@ def _check_prolog_now(
 def _check_real_size(
     data: bytes,
     info: zipfile.ZipInfo,
-    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] | None = None,
+    whole: _Whole | None = None,
 ) -> bytes:
     """The whole content of a member, checked against its declared size and CRC (its
     content taken from ``whole`` when :func:`_check_prolog_now` kept it there)."""
-    kept = whole.get(info.filename) if whole else None
+    kept = whole.parts.get(info.filename) if whole is not None else None
     if kept is not None and kept[0] is info:
         content = kept[1]
     else:
@@ -739,7 +753,7 @@ def _check_area(
     info: zipfile.ZipInfo,
     sheet: str,
     limits: Limits,
-    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] | None = None,
+    whole: _Whole | None = None,
 ) -> bytes:
     """Check a worksheet's content (size, CRC, character references, used area) and
     return it."""
@@ -847,7 +861,7 @@ def gate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Package:
     # are decompressed once here to prove the declared sizes (python-calamine's zip
     # reader trusts them).
     verify = worst > limits.max_uncompressed
-    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] = {}  # parts inflated whole, by name
+    whole = _Whole()  # parts inflated whole once, by name
     for info in infos:
         if verify and not info.is_dir():
             _check_real_size(data, info)

@@ -490,13 +490,13 @@ def test_a_prolog_read_from_the_whole_part_answers_as_inflating_heads(
     data = write_zip([e])
     info = zipfile.ZipFile(io.BytesIO(data)).getinfo(name)
     limits = read.Limits(max_xml_part=max_xml_part)
-    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] = {}
+    whole = read._Whole()
     assert outcome(read._check_prolog_now, data, info, limits, whole) == outcome(
         read._check_prolog_now, data, info, limits
     )
-    if name in whole:
-        assert whole[name][0] is info
-        assert whole[name][1] == read._inflate(data, info, info.file_size + 1)[0]
+    if name in whole.parts:
+        assert whole.parts[name][0] is info
+        assert whole.parts[name][1] == read._inflate(data, info, info.file_size + 1)[0]
     assert outcome(read._check_real_size, data, info, whole) == outcome(
         read._check_real_size, data, info
     )
@@ -519,8 +519,25 @@ def test_a_prolog_cut_where_a_head_ends_answers_alike(
     data = write_zip([deflated(SHEET, content)])
     info = zipfile.ZipFile(io.BytesIO(data)).getinfo(SHEET)
     limits = read.Limits(max_xml_part=max_xml_part)
-    whole: dict[str, tuple[zipfile.ZipInfo, bytes]] = {}
+    whole = read._Whole()
     assert outcome(read._check_prolog_now, data, info, limits, whole) == outcome(
         read._check_prolog_now, data, info, limits
     )
-    assert whole[SHEET][1] == content
+    assert whole.parts[SHEET][1] == content
+
+
+def test_parts_are_inflated_whole_within_a_budget_a_file() -> None:
+    """Beyond its budget of bytes a file, the gate checks prologs by their heads again:
+    a file of many parts never read costs no more than that; the verdicts and the
+    worksheet check are the same either way."""
+    parts = [deflated(f"xl/extra/p{i}.xml", b"<a>" + b"x" * 900_000 + b"</a>") for i in range(12)]
+    data = write_zip(parts)
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    whole = read._Whole()
+    for info in zf.infolist():
+        assert outcome(read._check_prolog_now, data, info, DEFAULT_LIMITS, whole) == outcome(
+            read._check_prolog_now, data, info, DEFAULT_LIMITS
+        )
+    kept = sum(len(c) for _i, c in whole.parts.values())
+    assert 0 < kept <= read._WHOLE_BUDGET < 12 * 900_000
+    assert len(whole.parts) < 12
