@@ -1,5 +1,5 @@
 /*
- * kpi_excel._speedups: the fast reader's three per-cell loops, in C.
+ * kpi_excel._speedups: the fast reader's per-cell loops and a few other loops, in C.
  *
  * Each function does exactly what a loop in kpi_excel/fastread.py does, in the same
  * order and with the same results; the Python loops stay as the reference and run
@@ -9,7 +9,8 @@
  * Nothing here reads a file: the loops walk pieces of sheet XML that Python has cut,
  * look them up in the caches Python keeps, and call back into Python for whatever
  * is not cached. plain_rows and rows_from_plain encode a collection's rows for its
- * spool file (kpi_excel/spool.py keeps them in Python too).
+ * spool file (kpi_excel/spool.py keeps them in Python too); score_rows is the loop
+ * of ledger.ScoreRow.rows (ScoreRow._rows in Python).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -439,22 +440,43 @@ surrogate_ref(PyObject *self, PyObject *args)
  */
 #define PLAIN_DEPTH 16
 
+/* A value made plain (encode: a Decimal becomes its text in bytes; str, int, float,
+ * bool and None stay; anything else is a TypeError) or read back (decode: bytes
+ * become a Decimal; anything else stays). Tuples, lists and dicts are walked, no
+ * deeper than PLAIN_DEPTH. */
 static PyObject *
-plain_value(PyObject *v, PyObject *dec, int depth)
+convert(PyObject *v, PyObject *dec, int depth, int encode)
 {
     PyTypeObject *t = Py_TYPE(v);
-    if (v == Py_None || t == &PyUnicode_Type || t == &PyLong_Type || t == &PyFloat_Type
-        || t == &PyBool_Type) {
-        Py_INCREF(v);
-        return v;
+    if (encode) {
+        if (v == Py_None || t == &PyUnicode_Type || t == &PyLong_Type || t == &PyFloat_Type
+            || t == &PyBool_Type) {
+            Py_INCREF(v);
+            return v;
+        }
+        if ((PyObject *)t == dec) {
+            PyObject *text = PyObject_Str(v);
+            if (text == NULL)
+                return NULL;
+            PyObject *out = PyUnicode_AsASCIIString(text);
+            Py_DECREF(text);
+            return out;
+        }
     }
-    if ((PyObject *)t == dec) {
-        PyObject *text = PyObject_Str(v);
-        if (text == NULL)
-            return NULL;
-        PyObject *out = PyUnicode_AsASCIIString(text);
-        Py_DECREF(text);
-        return out;
+    else {
+        if (t == &PyBytes_Type) {
+            PyObject *text =
+                PyUnicode_DecodeASCII(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v), NULL);
+            if (text == NULL)
+                return NULL;
+            PyObject *out = PyObject_CallOneArg(dec, text);
+            Py_DECREF(text);
+            return out;
+        }
+        if (t != &PyTuple_Type && t != &PyList_Type && t != &PyDict_Type) {
+            Py_INCREF(v);
+            return v;
+        }
     }
     if (depth >= PLAIN_DEPTH) {
         PyErr_SetString(PyExc_TypeError, "nested too deep");
@@ -466,7 +488,7 @@ plain_value(PyObject *v, PyObject *dec, int depth)
         if (out == NULL)
             return NULL;
         for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *x = plain_value(PyTuple_GET_ITEM(v, i), dec, depth + 1);
+            PyObject *x = convert(PyTuple_GET_ITEM(v, i), dec, depth + 1, encode);
             if (x == NULL) {
                 Py_DECREF(out);
                 return NULL;
@@ -484,7 +506,7 @@ plain_value(PyObject *v, PyObject *dec, int depth)
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
             PyObject *item = PyList_GET_ITEM(v, i);
             Py_INCREF(item);
-            PyObject *x = plain_value(item, dec, depth + 1);
+            PyObject *x = convert(item, dec, depth + 1, encode);
             Py_DECREF(item);
             if (x == NULL || PyList_Append(out, x) < 0) {
                 Py_XDECREF(x);
@@ -506,8 +528,9 @@ plain_value(PyObject *v, PyObject *dec, int depth)
         }
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
             PyObject *pair = PyList_GET_ITEM(items, i);
-            PyObject *k = plain_value(PyTuple_GET_ITEM(pair, 0), dec, depth + 1);
-            PyObject *x = k == NULL ? NULL : plain_value(PyTuple_GET_ITEM(pair, 1), dec, depth + 1);
+            PyObject *k = convert(PyTuple_GET_ITEM(pair, 0), dec, depth + 1, encode);
+            PyObject *x =
+                k == NULL ? NULL : convert(PyTuple_GET_ITEM(pair, 1), dec, depth + 1, encode);
             if (x == NULL || PyDict_SetItem(out, k, x) < 0) {
                 Py_XDECREF(k);
                 Py_XDECREF(x);
@@ -549,7 +572,7 @@ plain_rows(PyObject *self, PyObject *args)
         Py_ssize_t n = PyTuple_GET_SIZE(row);
         PyObject *plain = PyTuple_New(n);
         for (Py_ssize_t j = 0; plain != NULL && j < n; j++) {
-            PyObject *x = plain_value(PyTuple_GET_ITEM(row, j), dec, 1);
+            PyObject *x = convert(PyTuple_GET_ITEM(row, j), dec, 1, 1);
             if (x == NULL)
                 Py_CLEAR(plain);
             else
@@ -563,85 +586,6 @@ plain_rows(PyObject *self, PyObject *args)
         }
         Py_DECREF(plain);
     }
-    return out;
-}
-
-static PyObject *
-unplain_value(PyObject *v, PyObject *dec, int depth)
-{
-    PyTypeObject *t = Py_TYPE(v);
-    if (t == &PyBytes_Type) {
-        PyObject *text = PyUnicode_DecodeASCII(PyBytes_AS_STRING(v), PyBytes_GET_SIZE(v), NULL);
-        if (text == NULL)
-            return NULL;
-        PyObject *out = PyObject_CallOneArg(dec, text);
-        Py_DECREF(text);
-        return out;
-    }
-    if (t != &PyTuple_Type && t != &PyList_Type && t != &PyDict_Type) {
-        Py_INCREF(v);
-        return v;
-    }
-    if (depth >= PLAIN_DEPTH) {
-        PyErr_SetString(PyExc_TypeError, "nested too deep");
-        return NULL;
-    }
-    if (t == &PyTuple_Type) {
-        Py_ssize_t n = PyTuple_GET_SIZE(v);
-        PyObject *out = PyTuple_New(n);
-        if (out == NULL)
-            return NULL;
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *x = unplain_value(PyTuple_GET_ITEM(v, i), dec, depth + 1);
-            if (x == NULL) {
-                Py_DECREF(out);
-                return NULL;
-            }
-            PyTuple_SET_ITEM(out, i, x);
-        }
-        return out;
-    }
-    if (t == &PyList_Type) {
-        PyObject *out = PyList_New(0);
-        if (out == NULL)
-            return NULL;
-        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(v); i++) {
-            PyObject *item = PyList_GET_ITEM(v, i);
-            Py_INCREF(item);
-            PyObject *x = unplain_value(item, dec, depth + 1);
-            Py_DECREF(item);
-            if (x == NULL || PyList_Append(out, x) < 0) {
-                Py_XDECREF(x);
-                Py_DECREF(out);
-                return NULL;
-            }
-            Py_DECREF(x);
-        }
-        return out;
-    }
-    PyObject *items = PyDict_Items(v);
-    if (items == NULL)
-        return NULL;
-    PyObject *out = PyDict_New();
-    if (out == NULL) {
-        Py_DECREF(items);
-        return NULL;
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
-        PyObject *pair = PyList_GET_ITEM(items, i);
-        PyObject *k = unplain_value(PyTuple_GET_ITEM(pair, 0), dec, depth + 1);
-        PyObject *x = k == NULL ? NULL : unplain_value(PyTuple_GET_ITEM(pair, 1), dec, depth + 1);
-        if (x == NULL || PyDict_SetItem(out, k, x) < 0) {
-            Py_XDECREF(k);
-            Py_XDECREF(x);
-            Py_DECREF(out);
-            Py_DECREF(items);
-            return NULL;
-        }
-        Py_DECREF(k);
-        Py_DECREF(x);
-    }
-    Py_DECREF(items);
     return out;
 }
 
@@ -664,7 +608,7 @@ rows_from_plain(PyObject *self, PyObject *args)
         PyObject *values = NULL, *made = NULL;
         PyObject *seq = PySequence_Tuple(row);
         if (seq != NULL) {
-            values = unplain_value(seq, dec, 0);
+            values = convert(seq, dec, 0, 0);
             Py_DECREF(seq);
         }
         if (values != NULL) {

@@ -553,6 +553,15 @@ class _Whole:
     left: int = _WHOLE_BUDGET
 
 
+def _wholeable(info: zipfile.ZipInfo, whole: _Whole) -> bool:
+    """Whether a member is a deflated XML part to inflate whole (within the budget)."""
+    return (
+        info.compress_type == zipfile.ZIP_DEFLATED
+        and info.file_size <= min(_WHOLE_MAX, whole.left)
+        and _is_xml_name(info.filename)
+    )
+
+
 def _inflate_whole(data: bytes, info: zipfile.ZipInfo) -> bytes | None:
     """What ``_inflate(data, info, info.file_size + 1)`` gives of a deflated member,
     when that is no more than its declared size; else None (it is larger, or does not
@@ -577,12 +586,10 @@ def _check_prolog_now(
     bytes gives, and complete exactly when it is), and the content is kept in
     ``whole.parts`` by the part's name."""
     full = None
-    if (
-        whole is not None
-        and info.compress_type == zipfile.ZIP_DEFLATED
-        and info.file_size <= min(_WHOLE_MAX, whole.left)
-        and _is_xml_name(info.filename)
-    ):
+    kept = whole.parts.get(info.filename) if whole is not None else None
+    if kept is not None and kept[0] is info:
+        full = kept[1]  # inflated whole already (the gate's size check)
+    elif whole is not None and _wholeable(info, whole):
         whole.left -= info.file_size
         full = _inflate_whole(data, info)
         if full is not None:
@@ -864,7 +871,10 @@ def gate(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Package:
     whole = _Whole()  # parts inflated whole once, by name
     for info in infos:
         if verify and not info.is_dir():
-            _check_real_size(data, info)
+            content = _check_real_size(data, info)
+            if _wholeable(info, whole):  # what _inflate_whole gives: kept, not inflated again
+                whole.left -= info.file_size
+                whole.parts[info.filename] = (info, content)
         key = _member_key(zf, info) if info.compress_size <= _PROLOG_KEY_MAX else None
         _check_prolog(data, info, limits, key, whole)
 

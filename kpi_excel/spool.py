@@ -59,21 +59,33 @@ def rows_of(part: str, row_type: type) -> None:
     _ROW_TYPES[[name for name, _empty in BULKY].index(part)] = row_type
 
 
-def _plain(value: Any, decimal: type, depth: int) -> Any:
+def _convert(value: Any, decimal: type, depth: int, encode: bool) -> Any:
+    """A value made plain (``encode``: a Decimal as its text in bytes; str, int,
+    float, bool and None as they are; anything else a TypeError) or read back (bytes
+    as a Decimal, anything else as it is); tuples, lists and dicts walked, no deeper
+    than :data:`_PLAIN_DEPTH`."""
     kind = type(value)
-    if kind in _SIMPLE:
-        return value
-    if kind is decimal:
-        return str(value).encode("ascii")
+    if encode:
+        if kind in _SIMPLE:
+            return value
+        if kind is decimal:
+            return str(value).encode("ascii")
+    else:
+        if kind is bytes:
+            return decimal(value.decode("ascii"))
+        if kind is not tuple and kind is not list and kind is not dict:
+            return value
     if depth >= _PLAIN_DEPTH:
         raise TypeError("nested too deep")
+    deeper = depth + 1
     if kind is tuple:
-        return tuple(_plain(v, decimal, depth + 1) for v in value)
+        return tuple(_convert(v, decimal, deeper, encode) for v in value)
     if kind is list:
-        return [_plain(v, decimal, depth + 1) for v in value]
+        return [_convert(v, decimal, deeper, encode) for v in value]
     if kind is dict:
         return {
-            _plain(k, decimal, depth + 1): _plain(v, decimal, depth + 1) for k, v in value.items()
+            _convert(k, decimal, deeper, encode): _convert(v, decimal, deeper, encode)
+            for k, v in value.items()
         }
     raise TypeError(f"not a plain value: {kind.__name__}")
 
@@ -92,25 +104,8 @@ def plain_rows(rows: Any, row_type: type, decimal: type = Decimal) -> list[tuple
     for row in rows:
         if type(row) is not row_type:
             raise TypeError("not a row of the part's type")
-        out.append(tuple(_plain(v, decimal, 1) for v in cast(tuple, row)))
+        out.append(tuple(_convert(v, decimal, 1, True) for v in cast(tuple, row)))
     return out
-
-
-def _unplain(value: Any, decimal: type, depth: int) -> Any:
-    kind = type(value)
-    if kind is bytes:
-        return decimal(value.decode("ascii"))
-    if kind is not tuple and kind is not list and kind is not dict:
-        return value
-    if depth >= _PLAIN_DEPTH:
-        raise TypeError("nested too deep")
-    if kind is tuple:
-        return tuple(_unplain(v, decimal, depth + 1) for v in value)
-    if kind is list:
-        return [_unplain(v, decimal, depth + 1) for v in value]
-    return {
-        _unplain(k, decimal, depth + 1): _unplain(v, decimal, depth + 1) for k, v in value.items()
-    }
 
 
 def rows_from_plain(plain: Any, row_type: type, decimal: type = Decimal) -> list[Any]:
@@ -121,7 +116,7 @@ def rows_from_plain(plain: Any, row_type: type, decimal: type = Decimal) -> list
     if not (isinstance(row_type, type) and issubclass(row_type, tuple)):
         raise TypeError("the row type is not a tuple type")
     new = tuple.__new__
-    return [new(row_type, tuple(_unplain(v, decimal, 1) for v in row)) for row in plain]
+    return [new(row_type, tuple(_convert(v, decimal, 1, False) for v in row)) for row in plain]
 
 
 def _encode(index: int, value: Any) -> bytes:

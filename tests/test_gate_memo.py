@@ -541,3 +541,30 @@ def test_parts_are_inflated_whole_within_a_budget_a_file() -> None:
     kept = sum(len(c) for _i, c in whole.parts.values())
     assert 0 < kept <= read._WHOLE_BUDGET < 12 * 900_000
     assert len(whole.parts) < 12
+
+
+def test_a_file_checked_whole_first_is_not_inflated_again(
+    forms: Forms, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file large enough that the gate checks every member's real size first keeps
+    what that inflated for the prologs and the worksheet checks: nothing is inflated
+    whole a second time, and the worksheets read are the same."""
+    small = read.Limits(max_uncompressed=1 << 20)  # the members are checked one by one
+    calls: list[str] = []
+    real = read._inflate_whole
+
+    def counted(data: bytes, info: zipfile.ZipInfo) -> bytes | None:
+        calls.append(info.filename)
+        return real(data, info)
+
+    monkeypatch.setattr(read, "_inflate_whole", counted)
+    monkeypatch.setattr(read, "_PROLOG_OK", set())  # no prolog verdict known yet
+    want = gate(forms.good)
+    assert calls  # the usual way inflates the parts whole for their prologs
+    calls.clear()
+    read._PROLOG_OK.clear()
+    got = gate(forms.good, small)
+    assert calls == []
+    for s in want.sheets:
+        a, b = want.zf.getinfo(s.part), got.zf.getinfo(s.part)
+        assert read._checked_content(got.zf, b) == read._checked_content(want.zf, a) is not None

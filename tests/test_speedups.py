@@ -43,6 +43,24 @@ def _run(fn: Any, *args: Any) -> tuple[str, Any]:
         return "raised", e.args
 
 
+def _assert_flat(rounds: Any) -> None:
+    """Memory stays flat over three more ``rounds()`` once warm: nothing leaks."""
+    rounds()
+    gc.collect()
+    tracemalloc.start()
+    try:
+        rounds()
+        gc.collect()
+        before = tracemalloc.get_traced_memory()[0]
+        for _ in range(3):
+            rounds()
+        gc.collect()
+        after = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert after - before < 64 * 1024
+
+
 # -- cut_pieces ------------------------------------------------------------------------
 
 fragments = st.lists(
@@ -267,20 +285,7 @@ def test_no_leak() -> None:
             C.xml_views([piece], {}, lambda p: ("v", None))
             _run(C.xml_views, [piece], {}, bad)
 
-    rounds()
-    gc.collect()
-    tracemalloc.start()
-    try:
-        rounds()
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(3):
-            rounds()
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert after - before < 64 * 1024
+    _assert_flat(rounds)
 
 
 # -- cell_tags_near (the gate's used area) ------------------------------------------------
@@ -516,20 +521,7 @@ def test_plain_values_no_leak() -> None:
             _outcome(C.rows_from_plain, undecodable, Row, Decimal)
             _outcome(C.plain_rows, [_nested(20, 1)], Row, Decimal)
 
-    rounds()
-    gc.collect()
-    tracemalloc.start()
-    try:
-        rounds()
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(3):
-            rounds()
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert after - before < 64 * 1024
+    _assert_flat(rounds)
 
 
 @needs_c
@@ -541,37 +533,21 @@ def test_score_rows_checks_its_arguments_and_no_leak() -> None:
     heads = [("a", "score", None, None), ("b", "sys", "x", "s"), ("c", "total", None, None)]
     values = {"a": Decimal("87.50"), "b": Decimal("sNaN"), "c": "A"}
 
-    def pair(v: Any) -> Any:
-        return _pair(v)
-
     def bad(_v: Any) -> Any:
         raise Stop
 
     def rounds() -> None:
         for _ in range(2000):
-            C.score_rows(ScoreRow, heads[::2], values, 28, Decimal, _decimal_pair, pair)
-            _run(C.score_rows, ScoreRow, heads, values, 28, Decimal, bad, pair)
+            C.score_rows(ScoreRow, heads[::2], values, 28, Decimal, _decimal_pair, _pair)
+            _run(C.score_rows, ScoreRow, heads, values, 28, Decimal, bad, _pair)
             _outcome(C.score_rows, ScoreRow, heads, values, 28, Decimal, _decimal_pair, bad)
-            _outcome(C.score_rows, ScoreRow, heads, values, 28, Decimal, lambda v: (1,), pair)
-            _outcome(C.score_rows, ScoreRow, [("a",)], values, 28, Decimal, bad, pair)
-            _outcome(C.score_rows, int, heads, values, 28, Decimal, bad, pair)
+            _outcome(C.score_rows, ScoreRow, heads, values, 28, Decimal, lambda v: (1,), _pair)
+            _outcome(C.score_rows, ScoreRow, [("a",)], values, 28, Decimal, bad, _pair)
+            _outcome(C.score_rows, int, heads, values, 28, Decimal, bad, _pair)
 
-    assert _run(C.score_rows, ScoreRow, heads, values, 28, Decimal, bad, pair)[0] == "raised"
-    assert _outcome(C.score_rows, int, heads, values, 28, Decimal, bad, pair)[1] == "TypeError"
-    assert _outcome(C.score_rows, ScoreRow, [("a",)], values, 28, Decimal, bad, pair)[1] == (
+    assert _run(C.score_rows, ScoreRow, heads, values, 28, Decimal, bad, _pair)[0] == "raised"
+    assert _outcome(C.score_rows, int, heads, values, 28, Decimal, bad, _pair)[1] == "TypeError"
+    assert _outcome(C.score_rows, ScoreRow, [("a",)], values, 28, Decimal, bad, _pair)[1] == (
         "TypeError"
     )
-    rounds()
-    gc.collect()
-    tracemalloc.start()
-    try:
-        rounds()
-        gc.collect()
-        before = tracemalloc.get_traced_memory()[0]
-        for _ in range(3):
-            rounds()
-        gc.collect()
-        after = tracemalloc.get_traced_memory()[0]
-    finally:
-        tracemalloc.stop()
-    assert after - before < 64 * 1024
+    _assert_flat(rounds)
