@@ -30,9 +30,11 @@ import datetime as dt
 import io
 import json
 import os
+import platform
 import random
 import resource
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -387,110 +389,113 @@ def disk_files_per_s(folder: Path, paths: list[Path]) -> float:
     return len(targets) / took
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument(
-        "--n", type=int, default=2000, help="forms to generate and collect (default 2000)"
-    )
-    ap.add_argument("--template", default="cs_manager_monthly_kpi")
-    ap.add_argument("--sample", type=int, default=100, help="forms for the openpyxl baseline")
-    ap.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU)")
-    ap.add_argument(
-        "--keep", type=Path, default=None, help="work in this folder and keep the files"
-    )
-    ap.add_argument(
-        "--dir", type=Path, default=None, help="work in a new folder under this one (e.g. /dev/shm)"
-    )
-    ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    args = ap.parse_args(argv)
-    workers = args.workers or min(os.cpu_count() or 1, 8)
-    form = load_form(builtin_forms()[args.template])
-    period = PERIOD[form.period]
-    rng = random.Random(20261101)
-    if args.keep:
-        root = Path(args.keep)
-    else:
-        root = Path(tempfile.mkdtemp(prefix="kpi-bench-", dir=args.dir))
-    root.mkdir(parents=True, exist_ok=True)
-    figures: dict[str, Any] = {
-        "n": args.n,
-        "template": args.template,
-        "cpus": os.cpu_count(),
-        "workers": workers,
-    }
-    try:
-        roster = root / "roster.csv"
-        write_roster(roster, args.template, args.n, rng)
+#: the figures each round measures (the run reports their medians)
+ROUND_FIGURES = (
+    "generate_s",
+    "generate_per_s",
+    "generate_cpu_ms_per_form",
+    "collect_s",
+    "collect_per_s",
+    "collect_check_s",
+    "collect_cpu_ms_per_form",
+    "openpyxl_generate_per_s",
+    "openpyxl_collect_per_s",
+    "generate_ratio",
+    "collect_ratio",
+)
 
-        _settle()
-        t, c = time.perf_counter(), cpu_seconds()
-        paths = generate_command(args.template, roster, period, root / "forms", workers=workers)
-        gen_s = time.perf_counter() - t
-        figures["generate_cpu_ms_per_form"] = (cpu_seconds() - c) / args.n * 1000
-        assert len(paths) == args.n
-        figures["generate_s"] = gen_s
-        figures["generate_per_s"] = args.n / gen_s
 
+def one_round(
+    args: argparse.Namespace,
+    k: int,
+    root: Path,
+    roster: Path,
+    period: str,
+    workers: int,
+    figures: dict[str, Any],
+) -> dict[str, Any]:
+    """One round: generate, collect, and the openpyxl baseline of both, one after the
+    other, so each ratio compares figures of the same minute (a shared machine's speed
+    moves by tens of percent between minutes). The first round also fills the forms
+    (the later rounds collect the same returned files, each into a new ledger), times
+    the summary workbook and reads the disk's and the memory's figures into
+    ``figures``."""
+    r: dict[str, Any] = {}
+    forms = root / ("forms" if k == 0 else f"forms-{k}")
+    _settle()
+    t, c = time.perf_counter(), cpu_seconds()
+    paths = generate_command(args.template, roster, period, forms, workers=workers)
+    r["generate_s"] = time.perf_counter() - t
+    r["generate_cpu_ms_per_form"] = (cpu_seconds() - c) / args.n * 1000
+    assert len(paths) == args.n
+    r["generate_per_s"] = args.n / r["generate_s"]
+    if k == 0:
         figures["disk_files_per_s"] = disk_files_per_s(root / "disk", paths)
-
         t = time.perf_counter()
         fill_all(args.template, period, roster, root / "returned", workers)
         figures["fill_s"] = time.perf_counter() - t
 
-        # collect: every check, the recompute, the validation and the ledger (SQLite);
-        # then the summary workbook of the same collection, timed on its own
-        arrived: list[float] = []
-        _settle()
-        t, c = time.perf_counter(), cpu_seconds()
-        coll = collect(
-            [root / "returned"],
-            db=root / "ledger.sqlite",
-            workers=workers,
-            on_file=lambda _res: arrived.append(time.perf_counter()),
-        )
-        col_s = time.perf_counter() - t
-        figures["collect_cpu_ms_per_form"] = (cpu_seconds() - c) / args.n * 1000
-        figures["collect_s"] = col_s
-        figures["collect_per_s"] = args.n / col_s
-        figures["collect_check_s"] = (arrived[-1] - t) if arrived else 0.0
+    # collect: every check, the recompute, the validation and the ledger (SQLite);
+    # then (first round) the summary workbook of the same collection, timed on its own
+    arrived: list[float] = []
+    ledger = root / ("ledger.sqlite" if k == 0 else f"ledger-{k}.sqlite")
+    _settle()
+    t, c = time.perf_counter(), cpu_seconds()
+    coll = collect(
+        [root / "returned"],
+        db=ledger,
+        workers=workers,
+        on_file=lambda _res: arrived.append(time.perf_counter()),
+    )
+    r["collect_s"] = time.perf_counter() - t
+    r["collect_cpu_ms_per_form"] = (cpu_seconds() - c) / args.n * 1000
+    r["collect_per_s"] = args.n / r["collect_s"]
+    r["collect_check_s"] = (arrived[-1] - t) if arrived else 0.0
+    r["load_average"] = os.getloadavg()[0]
+    if k == 0:
         figures["counts"] = coll.counts()
         t = time.perf_counter()
         from kpi_excel.summary import write_summary
 
         write_summary(coll, root / "summary.xlsx")
         figures["summary_s"] = time.perf_counter() - t
-        figures["collect_with_summary_per_s"] = args.n / (col_s + figures["summary_s"])
+        figures["collect_with_summary_per_s"] = args.n / (r["collect_s"] + figures["summary_s"])
         self_mb, child_mb = peak_rss()
         figures["peak_rss_main_mb"] = self_mb
         figures["peak_rss_worker_mb"] = child_mb
-        del coll
+    del coll
+    if k > 0 and not args.keep:
+        shutil.rmtree(forms, ignore_errors=True)
+        ledger.unlink(missing_ok=True)
 
-        # the openpyxl baseline, on a sample
-        gen = FormGenerator.from_ref(args.template, period)
-        emps = load_roster(roster, gen.form)[: args.sample]
-        t = time.perf_counter()
-        books = []
-        for emp in emps:
-            plan, meta = gen.plan(emp)
-            books.append(openpyxl_form(plan, meta))
-        base_gen = len(emps) / (time.perf_counter() - t)
-        returned = [(root / "returned" / f"{e.employee_id}.xlsx").read_bytes() for e in emps]
-        cache: dict[str, Any] = {}
-        t = time.perf_counter()
-        for data in returned:
-            openpyxl_read(data, cache)
-        base_col = len(returned) / (time.perf_counter() - t)
-        figures["openpyxl_generate_per_s"] = base_gen
-        figures["openpyxl_collect_per_s"] = base_col
-        figures["generate_ratio"] = figures["generate_per_s"] / base_gen
-        figures["collect_ratio"] = figures["collect_per_s"] / base_col
-    finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+    # the openpyxl baseline, on a sample
+    gen = FormGenerator.from_ref(args.template, period)
+    emps = load_roster(roster, gen.form)[: args.sample]
+    t = time.perf_counter()
+    books = []
+    for emp in emps:
+        plan, meta = gen.plan(emp)
+        books.append(openpyxl_form(plan, meta))
+    base_gen = len(emps) / (time.perf_counter() - t)
+    returned = [(root / "returned" / f"{e.employee_id}.xlsx").read_bytes() for e in emps]
+    cache: dict[str, Any] = {}
+    t = time.perf_counter()
+    for data in returned:
+        openpyxl_read(data, cache)
+    base_col = len(returned) / (time.perf_counter() - t)
+    r["openpyxl_generate_per_s"] = base_gen
+    r["openpyxl_collect_per_s"] = base_col
+    r["generate_ratio"] = r["generate_per_s"] / base_gen
+    r["collect_ratio"] = r["collect_per_s"] / base_col
+    return r
 
-    f = figures
+
+def report(f: dict[str, Any], rounds: list[dict[str, Any]]) -> None:
+    """Print the figures: the medians of the rounds, then each round."""
+    n = len(rounds)
     print(
-        f"kpi-excel benchmark: {f['n']} forms of {f['template']}, {f['cpus']} CPUs, {f['workers']} workers"
+        f"kpi-excel benchmark: {f['n']} forms of {f['template']}, {f['cpus']} CPUs, "
+        f"{f['workers']} workers, {f['python']}" + (f"; medians of {n} rounds" if n > 1 else "")
     )
     print(
         f"  generate  {f['generate_per_s']:8.0f} forms/s  ({f['generate_s']:.2f} s)   openpyxl {f['openpyxl_generate_per_s']:6.1f} forms/s   x{f['generate_ratio']:.0f}"
@@ -503,7 +508,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"  CPU time  generate {f['generate_cpu_ms_per_form']:.2f} ms/form, collect "
-        f"{f['collect_cpu_ms_per_form']:.2f} ms/form (all processes; load average {os.getloadavg()[0]:.1f})"
+        f"{f['collect_cpu_ms_per_form']:.2f} ms/form (all processes)"
     )
     print(
         f"  summary   {f['summary_s']:8.2f} s        collect + summary workbook {f['collect_with_summary_per_s']:.0f} forms/s"
@@ -521,6 +526,71 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"  peak RSS  main {f['peak_rss_main_mb']:.0f} MB, largest worker {f['peak_rss_worker_mb']:.0f} MB"
     )
+    if n > 1:
+        print(
+            "  rounds    generate forms/s (x openpyxl), collect forms/s (x openpyxl), load average"
+        )
+        for k, r in enumerate(rounds, 1):
+            print(
+                f"    {k:2d}      {r['generate_per_s']:6.0f} (x{r['generate_ratio']:.0f}), "
+                f"{r['collect_per_s']:6.0f} (x{r['collect_ratio']:.0f}), {r['load_average']:.1f}"
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--n", type=int, default=2000, help="forms to generate and collect (default 2000)"
+    )
+    ap.add_argument("--template", default="cs_manager_monthly_kpi")
+    ap.add_argument("--sample", type=int, default=100, help="forms for the openpyxl baseline")
+    ap.add_argument("--workers", type=int, default=None, help="processes (default: one per CPU)")
+    ap.add_argument(
+        "--keep", type=Path, default=None, help="work in this folder and keep the files"
+    )
+    ap.add_argument(
+        "--dir", type=Path, default=None, help="work in a new folder under this one (e.g. /dev/shm)"
+    )
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="rounds of generate, collect and the openpyxl baseline (default 3; medians)",
+    )
+    ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = ap.parse_args(argv)
+    if args.repeat < 1:
+        ap.error("--repeat must be at least 1")
+    workers = args.workers or min(os.cpu_count() or 1, 8)
+    form = load_form(builtin_forms()[args.template])
+    period = PERIOD[form.period]
+    rng = random.Random(20261101)
+    if args.keep:
+        root = Path(args.keep)
+    else:
+        root = Path(tempfile.mkdtemp(prefix="kpi-bench-", dir=args.dir))
+    root.mkdir(parents=True, exist_ok=True)
+    figures: dict[str, Any] = {
+        "n": args.n,
+        "template": args.template,
+        "cpus": os.cpu_count(),
+        "workers": workers,
+        "python": f"{platform.python_implementation()} {platform.python_version()}",
+    }
+    try:
+        roster = root / "roster.csv"
+        write_roster(roster, args.template, args.n, rng)
+        rounds: list[dict[str, Any]] = []
+        for k in range(args.repeat):
+            rounds.append(one_round(args, k, root, roster, period, workers, figures))
+    finally:
+        if not args.keep:
+            shutil.rmtree(root, ignore_errors=True)
+
+    figures["rounds"] = rounds
+    for key in ROUND_FIGURES:  # each figure's median over the rounds
+        figures[key] = statistics.median(r[key] for r in rounds)
+    report(figures, rounds)
     if args.json:
         print(json.dumps(figures, ensure_ascii=False, indent=2))
     return 0

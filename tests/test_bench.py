@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -29,6 +30,8 @@ def test_bench_runs_and_accounts_for_every_form(
                 "2",
                 "--keep",
                 str(tmp_path / "run"),
+                "--repeat",
+                "2",
                 "--json",
             ]
         )
@@ -49,3 +52,13 @@ def test_bench_runs_and_accounts_for_every_form(
     assert len(list((run / "returned").glob("*.xlsx"))) == n
     assert (run / "ledger.sqlite").exists() and (run / "summary.xlsx").exists()
     assert not (run / "disk").exists()
+    # two rounds, each with its own forms, ledger and ratios; the figures are their medians
+    rounds = figures["rounds"]
+    assert len(rounds) == 2
+    assert len(list((run / "forms-1").glob("*.xlsx"))) == n
+    assert (run / "ledger-1.sqlite").exists()
+    for key in ("collect_per_s", "generate_per_s", "collect_ratio", "generate_ratio"):
+        assert figures[key] == statistics.median(r[key] for r in rounds)
+    for r in rounds:
+        assert r["collect_ratio"] == r["collect_per_s"] / r["openpyxl_collect_per_s"]
+    assert "medians of 2 rounds" in out
