@@ -759,6 +759,185 @@ fail:
     return NULL;
 }
 
+/* zip_directory(data, zipinfo) -> (start_dir, [ZipInfo, ...]) or None
+ *
+ * What zipfile.ZipFile._RealGetContents (Python 3.10/3.11) reads from `data`, for a
+ * plainly written zip only: the end record is the file's last 22 bytes, with no
+ * comment, no Zip64 locator before it, one disk, as many entries on it as in all, and
+ * the directory just before it (nothing prepended: "concat" is 0); every directory
+ * record lies inside the directory, which they fill exactly, as many as the end
+ * record says; no record has an extra field (zipfile would decode it); every name is
+ * ASCII without NUL (cp437 and UTF-8 read it alike, and nothing is cut off); no record
+ * needs a newer version than zipfile reads (it would raise). Anything else gives None,
+ * and the caller lets zipfile read the file. Each ZipInfo is made with `zipinfo`'s
+ * __new__ and given the attributes _RealGetContents gives it; read.py enables this
+ * only where ZipInfo has exactly those slots, and tests/test_zipdir.py compares both
+ * readers on plain, unusual and damaged files.
+ */
+static inline unsigned
+rd16(const unsigned char *p)
+{
+    return (unsigned)p[0] | ((unsigned)p[1] << 8);
+}
+
+static inline unsigned long
+rd32(const unsigned char *p)
+{
+    return (unsigned long)p[0] | ((unsigned long)p[1] << 8) | ((unsigned long)p[2] << 16)
+           | ((unsigned long)p[3] << 24);
+}
+
+#define ZIP_MAX_EXTRACT_VERSION 63
+#define ZIP_INFO_FIELDS 20
+
+static const char *zip_info_names[ZIP_INFO_FIELDS] = {
+    "orig_filename", "filename", "date_time", "compress_type", "_compresslevel",
+    "comment", "extra", "create_system", "create_version", "extract_version",
+    "reserved", "flag_bits", "volume", "internal_attr", "external_attr",
+    "header_offset", "CRC", "compress_size", "file_size", "_raw_time",
+};
+static PyObject *zip_info_keys[ZIP_INFO_FIELDS];
+
+static PyObject *
+zip_directory(PyObject *self, PyObject *args)
+{
+    Py_buffer buf;
+    PyObject *zipinfo;
+    if (!PyArg_ParseTuple(args, "y*O:zip_directory", &buf, &zipinfo))
+        return NULL;
+    if (!PyType_Check(zipinfo)) {
+        PyBuffer_Release(&buf);
+        PyErr_SetString(PyExc_TypeError, "zipinfo is a class");
+        return NULL;
+    }
+    if (zip_info_keys[0] == NULL) {
+        for (int i = 0; i < ZIP_INFO_FIELDS; i++) {
+            zip_info_keys[i] = PyUnicode_InternFromString(zip_info_names[i]);
+            if (zip_info_keys[i] == NULL) {
+                PyBuffer_Release(&buf);
+                return NULL;
+            }
+        }
+    }
+    const unsigned char *data = (const unsigned char *)buf.buf;
+    const Py_ssize_t n = buf.len;
+    PyObject *list = NULL, *empty_args = NULL, *empty_bytes = NULL, *out = NULL;
+    if (n < 22 + 20)
+        goto plain_none; /* zipfile's Zip64 look-back could not seek */
+    const unsigned char *end = data + n - 22;
+    if (memcmp(end, "PK\x05\x06", 4) != 0 || rd16(end + 20) != 0)
+        goto plain_none;
+    if (memcmp(end - 20, "PK\x06\x07", 4) == 0)
+        goto plain_none;
+    const unsigned disk = rd16(end + 4), disk_cd = rd16(end + 6);
+    const unsigned here = rd16(end + 8), count = rd16(end + 10);
+    const unsigned long size_cd = rd32(end + 12), offset_cd = rd32(end + 16);
+    if (disk != 0 || disk_cd != 0 || here != count)
+        goto plain_none;
+    if ((unsigned long long)size_cd + offset_cd != (unsigned long long)(n - 22))
+        goto plain_none;
+    /* every record inside the directory, filling it, none with an extra field */
+    {
+        unsigned long pos = 0;
+        unsigned records = 0;
+        const unsigned char *cd = data + offset_cd;
+        while (pos < size_cd) {
+            if (size_cd - pos < 46)
+                goto plain_none;
+            const unsigned char *r = cd + pos;
+            if (memcmp(r, "PK\x01\x02", 4) != 0)
+                goto plain_none;
+            const unsigned long fn = rd16(r + 28), ex = rd16(r + 30), cm = rd16(r + 32);
+            if (ex != 0 || r[6] > ZIP_MAX_EXTRACT_VERSION)
+                goto plain_none;
+            if (size_cd - pos - 46 < fn + cm)
+                goto plain_none;
+            for (unsigned long i = 0; i < fn; i++) {
+                if (r[46 + i] == 0 || r[46 + i] >= 0x80)
+                    goto plain_none;
+            }
+            pos += 46 + fn + cm;
+            records++;
+        }
+        if (pos != size_cd || records != count)
+            goto plain_none;
+    }
+    list = PyList_New(0);
+    empty_args = PyTuple_New(0);
+    empty_bytes = PyBytes_FromStringAndSize(NULL, 0);
+    if (list == NULL || empty_args == NULL || empty_bytes == NULL)
+        goto fail;
+    {
+        unsigned long pos = 0;
+        const unsigned char *cd = data + offset_cd;
+        PyTypeObject *type = (PyTypeObject *)zipinfo;
+        while (pos < size_cd) {
+            const unsigned char *r = cd + pos;
+            const unsigned long fn = rd16(r + 28), cm = rd16(r + 32);
+            const unsigned t = rd16(r + 12), d = rd16(r + 14);
+            PyObject *v[ZIP_INFO_FIELDS] = {NULL};
+            PyObject *name = PyUnicode_DecodeASCII((const char *)r + 46, (Py_ssize_t)fn, NULL);
+            v[0] = name;
+            Py_XINCREF(name);
+            v[1] = name;
+            v[2] = Py_BuildValue("(iiiiii)", (int)(d >> 9) + 1980, (int)((d >> 5) & 0xF),
+                                 (int)(d & 0x1F), (int)(t >> 11), (int)((t >> 5) & 0x3F),
+                                 (int)(t & 0x1F) * 2);
+            v[3] = PyLong_FromUnsignedLong(rd16(r + 10));
+            Py_INCREF(Py_None);
+            v[4] = Py_None;
+            v[5] = PyBytes_FromStringAndSize((const char *)r + 46 + fn, (Py_ssize_t)cm);
+            Py_INCREF(empty_bytes);
+            v[6] = empty_bytes;
+            v[7] = PyLong_FromUnsignedLong(r[5]);
+            v[8] = PyLong_FromUnsignedLong(r[4]);
+            v[9] = PyLong_FromUnsignedLong(r[6]);
+            v[10] = PyLong_FromUnsignedLong(r[7]);
+            v[11] = PyLong_FromUnsignedLong(rd16(r + 8));
+            v[12] = PyLong_FromUnsignedLong(rd16(r + 34));
+            v[13] = PyLong_FromUnsignedLong(rd16(r + 36));
+            v[14] = PyLong_FromUnsignedLong(rd32(r + 38));
+            v[15] = PyLong_FromUnsignedLong(rd32(r + 42));
+            v[16] = PyLong_FromUnsignedLong(rd32(r + 16));
+            v[17] = PyLong_FromUnsignedLong(rd32(r + 20));
+            v[18] = PyLong_FromUnsignedLong(rd32(r + 24));
+            v[19] = PyLong_FromUnsignedLong(t);
+            PyObject *info = NULL;
+            int ok = 1;
+            for (int i = 0; i < ZIP_INFO_FIELDS; i++) {
+                if (v[i] == NULL)
+                    ok = 0;
+            }
+            if (ok) {
+                info = type->tp_new(type, empty_args, NULL);
+                ok = info != NULL;
+            }
+            for (int i = 0; ok && i < ZIP_INFO_FIELDS; i++) {
+                if (PyObject_SetAttr(info, zip_info_keys[i], v[i]) < 0)
+                    ok = 0;
+            }
+            for (int i = 0; i < ZIP_INFO_FIELDS; i++)
+                Py_XDECREF(v[i]);
+            if (ok && PyList_Append(list, info) < 0)
+                ok = 0;
+            Py_XDECREF(info);
+            if (!ok)
+                goto fail;
+            pos += 46 + fn + cm;
+        }
+    }
+    out = Py_BuildValue("(kO)", offset_cd, list);
+fail:
+    Py_XDECREF(list);
+    Py_XDECREF(empty_args);
+    Py_XDECREF(empty_bytes);
+    PyBuffer_Release(&buf);
+    return out;
+plain_none:
+    PyBuffer_Release(&buf);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"surrogate_ref", surrogate_ref, METH_VARARGS,
      "Whether the bytes hold a character reference to a lone surrogate (read._SURROGATE_REF)."},
@@ -773,6 +952,8 @@ static PyMethodDef methods[] = {
     {"xml_views", xml_views, METH_VARARGS, "fastread._Views.xml_cells's loop."},
     {"plain_rows", plain_rows, METH_VARARGS, "spool.plain_rows: rows as plain values."},
     {"score_rows", score_rows, METH_VARARGS, "ledger.ScoreRow.rows's loop."},
+    {"zip_directory", zip_directory, METH_VARARGS,
+     "What zipfile.ZipFile._RealGetContents reads, for a plainly written zip (else None)."},
     {"rows_from_plain", rows_from_plain, METH_VARARGS,
      "spool.rows_from_plain: the rows plain_rows made plain values of."},
     {NULL, NULL, 0, NULL},

@@ -368,6 +368,50 @@ def _too_large(size: int, limits: Limits) -> UnreadableFile:
     )
 
 
+#: the attributes zipfile's directory reader gives each ZipInfo (Python 3.10 and 3.11):
+#: ``kpi_excel._speedups.zip_directory`` gives exactly these, so it is used only where
+#: ZipInfo has exactly these slots (and paths use "/", as zipfile's names do)
+_ZIPINFO_SLOTS = (
+    "orig_filename", "filename", "date_time", "compress_type", "_compresslevel",
+    "comment", "extra", "create_system", "create_version", "extract_version",
+    "reserved", "flag_bits", "volume", "internal_attr", "external_attr",
+    "header_offset", "CRC", "compress_size", "file_size", "_raw_time",
+)  # fmt: skip
+
+try:
+    from kpi_excel._speedups import zip_directory as _zip_directory
+except ImportError:  # pragma: no cover - not built here
+    _zip_directory = None
+if getattr(zipfile.ZipInfo, "__slots__", None) != _ZIPINFO_SLOTS or os.sep != "/":
+    _zip_directory = None  # pragma: no cover - another Python's zipfile: its own reader
+
+
+class _Zip(zipfile.ZipFile):
+    """A :class:`zipfile.ZipFile` read from bytes whose central directory, when the
+    file is plainly written, is read in C (``kpi_excel._speedups.zip_directory``: the
+    same ZipInfo objects, ~4x quicker); anything else is read by zipfile itself.
+    ``tests/test_zipdir.py`` compares both on plain, unusual and damaged files."""
+
+    def _RealGetContents(self) -> None:  # noqa: N802 - zipfile's name
+        fp = self.fp
+        got = None
+        if _zip_directory is not None and isinstance(fp, io.BytesIO) and not self.debug:
+            got = _zip_directory(fp.getvalue(), zipfile.ZipInfo)
+        if got is None:
+            super()._RealGetContents()  # type: ignore[misc]
+            return
+        self._comment = b""
+        self.start_dir, infos = got
+        for x in infos:
+            self.filelist.append(x)
+            self.NameToInfo[x.filename] = x
+
+
+def open_zip(data: bytes) -> zipfile.ZipFile:
+    """``zipfile.ZipFile(io.BytesIO(data))``, its directory read in C when plain."""
+    return _Zip(io.BytesIO(data))
+
+
 def check_zip(
     data: bytes, limits: Limits = DEFAULT_LIMITS, *, workbook: bool = True
 ) -> zipfile.ZipFile:
@@ -384,7 +428,7 @@ def check_zip(
     if kind != "zip":
         raise UnreadableFile(kind, _reason(kind, data))
     try:
-        zf = zipfile.ZipFile(io.BytesIO(data))
+        zf = open_zip(data)
         infos = zf.infolist()
         zf._checked_bytes = data  # type: ignore[attr-defined]  # for _member_key
     except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:

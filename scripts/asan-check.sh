@@ -20,4 +20,4 @@ PYTHONPATH="$work" PYTHONMALLOC=malloc ASAN_OPTIONS=detect_leaks=0:abort_on_erro
   LD_PRELOAD="$(gcc -print-file-name=libasan.so) $(gcc -print-file-name=libubsan.so)" \
   python -m pytest -q -x -p no:cacheprovider \
   tests/test_speedups.py tests/test_fastread.py tests/test_hostile.py tests/test_gate_memo.py \
-  tests/test_spool.py tests/test_ledger.py "$@"
+  tests/test_spool.py tests/test_ledger.py tests/test_zipdir.py "$@"
