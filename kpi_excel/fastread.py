@@ -410,7 +410,8 @@ def _read_piece(piece: bytes) -> _Piece:
     if got is not None:  # seen twice: kept
         _remember(_PIECES, piece, got, _PIECES_MAX)
         return got
-    got = _read_filled(piece) or _read_cell_piece(piece)
+    filled = _C.read_filled(piece, _FILLED_ENV) if SPEEDUPS else _read_filled(piece)
+    got = filled or _read_cell_piece(piece)
     if len(piece) <= _PIECE_KEPT_MAX:
         _remember(_PIECES_NEW, piece, got, _PIECES_NEW_MAX)
     return got
@@ -473,6 +474,12 @@ def _read_filled(piece: bytes) -> _Piece | None:
             got = _new_raw(_Raw, (raw.t, raw.s, raw.v, raw.f, text, raw.refs))
         return key, coord, got, ends
     return None
+
+
+#: what ``kpi_excel._speedups.read_filled`` (:func:`_read_filled` in C) reads with:
+#: the kept pieces, how to read one that is not, the error that says a piece is odd,
+#: the escapes the text may not hold, and the class of a cell
+_FILLED_ENV = (_PIECES, _read_piece, _Odd, _ESCAPED.search, _Raw)
 
 
 def _read_cell_piece(piece: bytes) -> _Piece:

@@ -551,3 +551,104 @@ def test_score_rows_checks_its_arguments_and_no_leak() -> None:
         "TypeError"
     )
     _assert_flat(rounds)
+
+
+# -- read_filled (a cell piece read from its form without the value) -----------------
+
+filled_bits = st.lists(
+    st.sampled_from(
+        [b'A1"', b' s="2"', b' t="s"', b' t="str"', b' t="inlineStr"', b' t="e"', b">",
+         b"<v>", b"</v>", b"<t>", b"</t>", b'<t xml:space="preserve">', b"<is>", b"</is>",
+         b"<r>", b"</r>", b"<f>B1</f>", b"</c>", b"<c/>", b"</row>", b"1", b"12.5", b"x",
+         b"\xe4\xb8\xad", b"\xff", b"&amp;", b"&#49;", b"\r", b"<", b"_x0041_", b"x005F_",
+         b"xmlns=", b"http://schemas.openxmlformats.org/spreadsheetml/2006/main", b""]
+    ),
+    max_size=14,
+)  # fmt: skip
+
+
+def _filled_both(piece: bytes) -> tuple[Any, Any]:
+    """The C reading and the Python reference's, each from empty caches."""
+    got = []
+    for use_c in (True, False):
+        fr._PIECES.clear()
+        fr._PIECES_NEW.clear()
+        try:
+            fr.SPEEDUPS = use_c
+            one = C.read_filled(piece, fr._FILLED_ENV) if use_c else fr._read_filled(piece)
+            # again, with the piece without its text now kept
+            two = C.read_filled(piece, fr._FILLED_ENV) if use_c else fr._read_filled(piece)
+        finally:
+            fr.SPEEDUPS = True
+        got.append((one, two, None if one is None else type(one[2])))
+    return got[0], got[1]
+
+
+@needs_c
+@settings(max_examples=3000, deadline=None)
+@given(bits=filled_bits)
+def test_read_filled_same(bits: list[bytes]) -> None:
+    piece = b"".join(bits)
+    c, python = _filled_both(piece)
+    assert c == python
+
+
+@needs_c
+def test_read_filled_examples() -> None:
+    """The grid of the reader's own test (every kind of cell, value and text, valid
+    and broken UTF-8): C and Python agree, and most pieces are read (not None)."""
+    values = ["", "1", "12.5", "-3E+2", "x", "a b", "高超", '"q" > r', "a_x000D_", "x005F_",
+              "_x00", "&amp;", "&#49;", "a\rb", "xmlns=", fr._MAIN, "#DIV/0!", "TRUE"]  # fmt: skip
+    cells = [
+        'A1"><v>{}</v></c>',
+        'A1" s="2" t="s"><v>{}</v></c>',
+        'A1" t="str"><f>A2&amp;"x"</f><v>{}</v></c>',
+        'A1" t="e"><f>1/0</f><v>{}</v></c></row>',
+        'A1" s="1" t="inlineStr"><is><t>{}</t></is></c>',
+        'A1" t="inlineStr"><is><t xml:space="preserve">{}</t></is></c>',
+        'A1" t="inlineStr"><is><r><t>{}</t></r><r><rPr><b/></rPr><t></t></r></is></c>',
+        'A1" t="inlineStr"><v>{}</v><is><t>{}</t></is></c>',
+        'A1"/><v>{}</v>',
+    ]
+    read = 0
+    for cell in cells:
+        for value in values:
+            text = cell.format(value, value)
+            for piece in (text.encode(), text.encode().replace(b"x", b"\xff")):
+                c, python = _filled_both(piece)
+                assert c == python, piece
+                read += c[0] is not None
+    assert read > 60
+
+
+@needs_c
+def test_read_filled_passes_on_errors() -> None:
+    """An odd piece without its text gives None; any other error is raised, as the
+    reference raises it; a malformed environment is refused."""
+    piece = b'A1"><v>5</v></c>'
+
+    def odd(_p: bytes) -> Any:
+        raise fr._Odd
+
+    def stop(_p: bytes) -> Any:
+        raise Stop
+
+    assert C.read_filled(piece, ({}, odd, fr._Odd, fr._ESCAPED.search, fr._Raw)) is None
+    with pytest.raises(Stop):
+        C.read_filled(piece, ({}, stop, fr._Odd, fr._ESCAPED.search, fr._Raw))
+    with pytest.raises(TypeError):
+        C.read_filled(piece, ({}, odd))
+    with pytest.raises(TypeError):
+        C.read_filled("text", fr._FILLED_ENV)
+    with pytest.raises(TypeError):  # a reading that is not (key, coordinate, raw, ends)
+        C.read_filled(piece, ({}, lambda p: (1, 2), fr._Odd, fr._ESCAPED.search, fr._Raw))
+
+    def rounds() -> None:
+        for _ in range(2000):
+            C.read_filled(piece, ({}, odd, fr._Odd, fr._ESCAPED.search, fr._Raw))
+            _run(C.read_filled, piece, ({}, stop, fr._Odd, fr._ESCAPED.search, fr._Raw))
+            fr._PIECES.clear()
+            C.read_filled(piece, fr._FILLED_ENV)
+            C.read_filled(b'A1" t="inlineStr"><is><t>a</t></is></c>', fr._FILLED_ENV)
+
+    _assert_flat(rounds)
