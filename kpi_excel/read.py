@@ -378,8 +378,11 @@ _ZIPINFO_SLOTS = (
     "header_offset", "CRC", "compress_size", "file_size", "_raw_time",
 )  # fmt: skip
 
+_zip_directory: Callable[[bytes, type], tuple[int, list[Any]] | None] | None
 try:
-    from kpi_excel._speedups import zip_directory as _zip_directory
+    from kpi_excel import _speedups
+
+    _zip_directory = _speedups.zip_directory
 except ImportError:  # pragma: no cover - not built here
     _zip_directory = None
 if getattr(zipfile.ZipInfo, "__slots__", None) != _ZIPINFO_SLOTS or os.sep != "/":
