@@ -1231,22 +1231,28 @@ class FastBook(Book):
         scan = self._scans.get(sheet)
         if scan is None or self._strings() is None:  # the reference reader's cells
             return super().meta(sheet)
-        # as Book.meta, which sorts the cells by row and column: the scan has them so
+        # as Book.meta, which sorts the cells by row and column: the scan has them so;
+        # one pass, a row's value gathered as its cells come
         out: dict[str, str] = {}
-        entries = scan.entries
-        i, n = 0, len(entries)
-        while i < n:
-            row = entries[i][0] >> 15
-            end = i + 1
-            while end < n and entries[end][0] >> 15 == row:
-                end += 1
-            first = entries[i]
-            if row != 1 and first[0] & (_COLS - 1) == 1:  # the key in column A
-                key = cells[first[1]][0]
-                if key is not None and key != "":
-                    parts = [cells[piece[1]][0] for piece in entries[i + 1 : end]]
-                    out[meta_text(key)] = "".join(meta_text(v) for v in parts if v is not None)
-            i = end
+        key: object = None  # the key of the row being read (None: the row is not read)
+        parts: list[str] = []
+        row = 0
+        for entry in scan.entries:
+            order = entry[0]
+            if order >> 15 != row:  # a new row: the last one is complete
+                if key is not None:
+                    out[meta_text(key)] = "".join(parts)
+                row, key = order >> 15, None
+                if row != 1 and order & (_COLS - 1) == 1:  # the key in column A
+                    value = cells[entry[1]][0]
+                    if value is not None and value != "":
+                        key, parts = value, []
+            elif key is not None:
+                value = cells[entry[1]][0]
+                if value is not None:
+                    parts.append(value if type(value) is str else meta_text(value))
+        if key is not None:
+            out[meta_text(key)] = "".join(parts)
         return out
 
     def _ready(self, sheet: str) -> tuple[_Scan, _Views] | None:

@@ -283,6 +283,54 @@ def test_book_answers_match(mixed: dict[str, Path]) -> None:
             ref.close()
 
 
+def _meta_book(rows: list[tuple[int, int, object]]) -> bytes:
+    """A workbook with a form sheet and a ``_meta`` sheet holding ``rows`` as
+    (row, column, value), written by openpyxl."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active.title = "表"
+    wb.active["A1"] = "x"
+    ws = wb.create_sheet("_meta")
+    for r, c, v in rows:
+        ws.cell(row=r, column=c, value=v)
+    buf = io.BytesIO()
+    wb.save(buf)
+    return buf.getvalue()
+
+
+META_LAYOUTS: dict[str, list[tuple[int, int, object]]] = {
+    "plain": [(1, 1, "key"), (1, 2, "value"), (2, 1, "a"), (2, 2, "1"), (3, 1, "b"), (3, 2, "x")],
+    "continued over columns": [(2, 1, "yaml"), (2, 2, "part one "), (2, 3, "two "), (2, 4, "three")],
+    "a gap between parts": [(2, 1, "k"), (2, 2, "a"), (2, 4, "c"), (3, 1, "next"), (3, 3, "v")],
+    "numbers and booleans": [(2, 1, "n"), (2, 2, 42), (3, 1, "f"), (3, 2, 2.5), (3, 3, 7),
+                             (4, 1, "t"), (4, 2, True), (5, 1, 123), (5, 2, "numeric key")],
+    "no key in column A": [(2, 2, "orphan"), (2, 3, "more"), (3, 1, "after"), (3, 2, "ok")],
+    "a key without value": [(2, 1, "empty"), (3, 1, "last")],
+    "duplicate keys": [(2, 1, "k"), (2, 2, "first"), (3, 1, "other"), (3, 2, "o"), (4, 1, "k"), (4, 2, "second")],
+    "header row only": [(1, 1, "key"), (1, 2, "value")],
+    "rows far apart": [(2, 1, "a"), (2, 2, "1"), (900, 1, "z"), (900, 5, "far")],
+    "first row keyed": [(1, 1, "not read"), (1, 2, "v"), (2, 1, "read"), (2, 2, "w")],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("layout", list(META_LAYOUTS))
+def test_meta_rows_read_as_the_reference(layout: str) -> None:
+    """``FastBook.meta`` (one pass over the scan) gives what ``Book.meta`` gives (the
+    cells sorted by row and column), on the meta sheet's every shape: values continued
+    over columns and with gaps, numbers, booleans, a numeric key, rows without a key
+    in column A, keys without values, duplicate keys, the header row."""
+    data = _meta_book(META_LAYOUTS[layout])
+    fast, ref = open_fast(data, layout), open_book(data, layout)
+    try:
+        assert fast.meta("_meta") == ref.meta("_meta")
+        assert list(fast.meta("_meta").items()) == list(ref.meta("_meta").items())
+        assert fast._scans.get("_meta") is not None  # the scan answered, not the reference
+    finally:
+        fast.close()
+        ref.close()
+
+
 def test_whole_collection_same_with_and_without(mixed: dict[str, Path], tmp_path: Path) -> None:
     folder = tmp_path / "in"
     folder.mkdir()
