@@ -63,6 +63,7 @@ from kpi_excel.read import (
     Book,
     CellError,
     Limits,
+    NameRef,
     UnreadableFile,
     check_zip,
     open_book,
@@ -1558,38 +1559,11 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
 
     # -- names --------------------------------------------------------------------
     names_then = _names_then(meta.get("names_json") or "{}")
-    addr: dict[str, str] = {}
-    missing: list[str] = []
-    moved = 0
-    for name in [i.name for i in cf.inputs] + [c.name for c in cf.cells]:
-        ref = book.names.get(name)
-        if ref is None or ref.problem:
-            missing.append(name)
-            why = ref.problem if ref is not None else "工作簿中没有这个名称（被删除）"
-            res.add(
-                "name_missing",
-                "error",
-                f"“{_label(cf, name)}”无法定位：{why}",
-                name,
-                names_then.get(name, ""),
-            )
-            continue
-        if ref.sheet != sheet:
-            res.add("name_moved", "error", f"名称指向了其他工作表 {ref.address}", name, ref.address)
-            missing.append(name)
-            continue
-        addr[name] = ref.address
-        then = names_then.get(name)
-        if then is not None and _coord_of(then) != ref.coord:
-            moved += 1
-    if missing:
+    addr, findings, complete = _locate_names(book, cf, sheet, names_then)
+    for finding in findings:
+        res.add(*finding)
+    if not complete:
         return
-    if moved:
-        res.add(
-            "rows_moved",
-            "info",
-            f"{moved} 个单元格的位置与生成时不同（插入/删除了行或列）；已按名称读取",
-        )
     _check_identity(res, book, meta)
 
     # -- inputs -------------------------------------------------------------------
@@ -1777,6 +1751,91 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
             )
         )
     res.scores = ScoreRow.rows(_score_heads(tpl), final)
+
+
+#: the last names located per template: (form, sheet, names then, the NameRef of each
+#: name, what _locate_names_now gave, the names: inputs', then formula cells'); the forms of one workbook.xml share their
+#: NameRef objects, so an identical workbook.xml is recognised by them alone
+_NAMES_SEEN: dict[int, tuple[Any, ...]] = {}
+
+
+def _locate_names(
+    book: Book, cf: CompiledForm, sheet: str, names_then: Mapping[str, str]
+) -> tuple[dict[str, str], list[tuple[str, ...]], bool]:
+    """Where each input and formula cell's name points (``'Sheet'!C7`` by name), the
+    findings on the names, and whether every name points into ``sheet``.
+
+    What :func:`_locate_names_now` gives depends only on its arguments and on each
+    name's NameRef: when every NameRef is the very object it was for the last form of
+    this template (an unchanged workbook.xml: the parsed part is shared), the same
+    answer is given again (the address map is read only)."""
+    kept = _NAMES_SEEN.get(id(cf))
+    if kept is not None and kept[0] is cf:
+        names = kept[5]
+    else:
+        kept = None
+        names = tuple([i.name for i in cf.inputs] + [c.name for c in cf.cells])
+    got = book.names.get
+    refs = [got(n) for n in names]
+    if (
+        kept is not None
+        and kept[1] == sheet
+        and kept[2] is names_then
+        and all(a is b for a, b in zip(kept[3], refs, strict=True))
+    ):
+        return kept[4]  # type: ignore[no-any-return]
+    answer = _locate_names_now(cf, names, refs, sheet, names_then)
+    if len(_NAMES_SEEN) >= 64:
+        _NAMES_SEEN.clear()
+    _NAMES_SEEN[id(cf)] = (cf, sheet, names_then, refs, answer, names)
+    return answer
+
+
+def _locate_names_now(
+    cf: CompiledForm,
+    names: tuple[str, ...],
+    refs: list[NameRef | None],
+    sheet: str,
+    names_then: Mapping[str, str],
+) -> tuple[dict[str, str], list[tuple[str, ...]], bool]:
+    """:func:`_locate_names`, worked out."""
+    addr: dict[str, str] = {}
+    findings: list[tuple[str, ...]] = []
+    missing = False
+    moved = 0
+    for name, ref in zip(names, refs, strict=True):
+        if ref is None or ref.problem:
+            missing = True
+            why = ref.problem if ref is not None else "工作簿中没有这个名称（被删除）"
+            findings.append(
+                (
+                    "name_missing",
+                    "error",
+                    f"“{_label(cf, name)}”无法定位：{why}",
+                    name,
+                    names_then.get(name, ""),
+                )
+            )
+            continue
+        if ref.sheet != sheet:
+            findings.append(
+                ("name_moved", "error", f"名称指向了其他工作表 {ref.address}", name, ref.address)
+            )
+            missing = True
+            continue
+        addr[name] = ref.address
+        then = names_then.get(name)
+        if then is not None and _coord_of(then) != ref.coord:
+            moved += 1
+    if moved and not missing:
+        findings.append(
+            (
+                "rows_moved",
+                "info",
+                f"{moved} 个单元格的位置与生成时不同（插入/删除了行或列）；已按名称读取",
+            )
+        )
+    return addr, findings, not missing
 
 
 @dataclass(frozen=True)

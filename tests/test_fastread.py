@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import io
+import random
 import re
 import shutil
 import sqlite3
@@ -329,6 +330,99 @@ def test_meta_rows_read_as_the_reference(layout: str) -> None:
     finally:
         fast.close()
         ref.close()
+
+
+def test_names_located_alike_whatever_came_before(mixed: dict[str, Path], tmp_path: Path) -> None:
+    """Where a form's names point is worked out once per workbook.xml and given again
+    for the next form whose names are the very same objects (``_locate_names``): every
+    file, checked after any other, gets exactly what it gets checked first, names
+    deleted, pointing elsewhere, moved or broken included."""
+    from kpi_excel import collect as co
+
+    book = "xl/workbook.xml"
+    variants = {
+        "name_deleted": _patch_part(
+            mixed["good"],
+            tmp_path / "name_deleted.xlsx",
+            book,
+            lambda x: re.sub(
+                r'<definedName name="in_sales_rate_actual">[^<]*</definedName>', "", x
+            ),
+        ),
+        "name_elsewhere": _patch_part(
+            mixed["good"],
+            tmp_path / "name_elsewhere.xlsx",
+            book,
+            lambda x: re.sub(r'(<definedName name="total">)[^<]*', r"\1_meta!$B$2", x),
+        ),
+        "name_broken": _patch_part(
+            mixed["good"],
+            tmp_path / "name_broken.xlsx",
+            book,
+            lambda x: re.sub(r'(<definedName name="grade">)([^<]*)', r"\1#REF!", x),
+        ),
+        "name_moved": _patch_part(
+            mixed["good"],
+            tmp_path / "name_moved.xlsx",
+            book,
+            lambda x: re.sub(r'(<definedName name="coef">[^<]*)\$15', r"\g<1>$16", x),
+        ),
+    }
+    variants["deleted_and_moved"] = _patch_part(
+        variants["name_moved"],
+        tmp_path / "deleted_and_moved.xlsx",
+        book,
+        lambda x: re.sub(r'<definedName name="in_sales_rate_actual">[^<]*</definedName>', "", x),
+    )
+    files = {**mixed, **variants}
+    first = {}
+    for name, path in files.items():
+        co._NAMES_SEEN.clear()
+        first[name] = _key(_check(path, fast=True))
+    kinds = {i[0] for name in variants for i in first[name][1]}
+    assert {"name_missing", "name_moved", "rows_moved"} <= kinds
+    # a file that cannot be read by its names says so, not that rows moved
+    both = [i[0] for i in first["deleted_and_moved"][1]]
+    assert "name_missing" in both and "rows_moved" not in both
+    worked = []
+    real = co._locate_names_now
+
+    def counted(*args: Any) -> Any:
+        worked.append(1)
+        return real(*args)
+
+    order = list(files) * 2
+    random.Random(3).shuffle(order)
+    co._locate_names_now = counted  # type: ignore[assignment]
+    try:
+        for name in order:
+            assert _key(_check(files[name], fast=True)) == first[name], name
+    finally:
+        co._locate_names_now = real  # type: ignore[assignment]
+    assert len(worked) < len(order)  # some forms were located by the last one's names
+
+    # the names recorded at generation count too: other ones, another answer
+    from types import MappingProxyType
+
+    data = mixed["good"].read_bytes()
+    fast = open_fast(data, "good")
+    try:
+        got = co._check_meta(co.FileResult("good", 0, 0.0), fast, Context(fast=True))
+        assert got is not None
+        meta, tpl = got
+        then = co._names_then(meta["names_json"])
+        sheet = meta["sheet"]
+        other = MappingProxyType({**then, "coef": then["coef"].replace("$15", "$99")})
+        a = co._locate_names(fast, tpl.cf, sheet, then)
+        b = co._locate_names(fast, tpl.cf, sheet, other)
+        assert [f[0] for f in a[1]] == [] and [f[0] for f in b[1]] == ["rows_moved"]
+        assert co._locate_names(fast, tpl.cf, sheet, then) == a
+        # and the sheet the form is on: names pointing at another one do not count
+        c = co._locate_names(fast, tpl.cf, "另一张表", then)
+        assert not c[2] and {f[0] for f in c[1]} == {"name_moved"}
+        assert co._locate_names(fast, tpl.cf, sheet, then) == a
+    finally:
+        fast.close()
 
 
 def test_whole_collection_same_with_and_without(mixed: dict[str, Path], tmp_path: Path) -> None:
