@@ -565,25 +565,29 @@ def check_input(raw: object, spec: m.InputSpec, *, role: str = "input", label: s
     date/datetime/time. ``role`` is the cell's role in the compiled form (``input``,
     ``rater``, ``na``, ``header``). The returned value is what to score with.
 
-    A number checked against a spec before gives the same (immutable) result again:
-    the same answers (100, 4.5, 3) recur form after form.
+    A value checked against a spec before gives the same (immutable) result again:
+    the same answers (100, 4.5, 3, "是", a signing date) recur form after form. Numbers,
+    short texts, dates and times are kept this way; the check depends on nothing else.
     """
     kind = type(raw)
-    if kind is not float and kind is not int:
+    if kind is float or kind is int:
+        key: tuple[object, ...] = (kind, repr(raw), id(spec), role, label)  # -0.0 is not 0.0
+    elif (kind is str and len(raw) <= 256) or kind is _dt.date or kind is _dt.datetime:  # type: ignore[arg-type]
+        key = (kind, raw, id(spec), role, label)
+    else:
         return _check_input(raw, spec, role, label)
-    key = (kind, repr(raw), id(spec), role, label)  # repr: -0.0 is not 0.0
-    got = _NUMBER_MEMO.get(key)
+    got = _CHECKED.get(key)
     if got is not None and got[0] is spec:
         return got[1]
     checked = _check_input(raw, spec, role, label)
-    if len(_NUMBER_MEMO) >= 16384:
-        _NUMBER_MEMO.clear()
-    _NUMBER_MEMO[key] = (spec, checked)  # the spec is kept: its id stays its own
+    if len(_CHECKED) >= 16384:
+        _CHECKED.clear()
+    _CHECKED[key] = (spec, checked)  # the spec is kept: its id stays its own
     return checked
 
 
-#: (type, repr of the number, id of the spec, role, label) -> (spec, result)
-_NUMBER_MEMO: dict[tuple[type, str, int, str, str], tuple[m.InputSpec, Checked]] = {}
+#: (type, the value (a number's repr), id of the spec, role, label) -> (spec, result)
+_CHECKED: dict[tuple[object, ...], tuple[m.InputSpec, Checked]] = {}
 
 
 def _check_input(raw: object, spec: m.InputSpec, role: str, label: str) -> Checked:

@@ -12,8 +12,12 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from kpi_excel import validate as _v
 from kpi_excel.spec import model as m
+from kpi_excel.spec.load import builtin_forms, load_form
 from kpi_excel.validate import check_input, chinese_number, parse_number_text, to_sheet_value
 
 D = Decimal
@@ -178,3 +182,60 @@ def test_sheet_values() -> None:
     assert to_sheet_value(dt.date(1900, 1, 1)) == Decimal(2)  # Excel's 1900 serials
     assert to_sheet_value(True) is True
     assert to_sheet_value("八十") == "八十"
+
+
+# -- results kept by value ------------------------------------------------------------
+
+
+def _specs() -> list[m.InputSpec]:
+    from kpi_excel.score import compile_form
+
+    out = []
+    for ref in sorted(builtin_forms())[:4]:
+        out += [i.spec for i in compile_form(load_form(builtin_forms()[ref])).inputs]
+    # a date and a text spec as the signature cells use
+    out += [m.InputSpec(kind="date", label="签字日期"), m.InputSpec(kind="text", label="签字")]
+    return out
+
+
+SPECS = _specs()
+
+raw_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**6), 10**6),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.sampled_from([0.0, -0.0, 1, 1.0, True, "1", "是", "否", "", " ", "1e2", "八十", "约1"]),
+    st.text(max_size=12),
+    st.text(min_size=250, max_size=300),
+    st.dates(dt.date(1950, 1, 1), dt.date(2100, 1, 1)),
+    st.datetimes(dt.datetime(1950, 1, 1), dt.datetime(2100, 1, 1)),
+)
+
+
+def _shape(c: object) -> tuple[object, ...]:
+    """A result as compared: value with its type (1 == 1.0 == True), raw's type, findings."""
+    value = c.value  # type: ignore[attr-defined]
+    text = repr(value)
+    return (type(value), text, type(c.raw), c.findings)  # type: ignore[attr-defined]
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    raws=st.lists(raw_values, min_size=1, max_size=6),
+    spec_at=st.integers(0, len(SPECS) - 1),
+    role=st.sampled_from(["input", "rater", "na", "header", "signature"]),
+    label=st.sampled_from(["", "完成率", "签字日期"]),
+)
+def test_kept_results_are_the_results(
+    raws: list[object], spec_at: int, role: str, label: str
+) -> None:
+    """``check_input`` gives a value checked before its result again (numbers, short
+    texts, dates): always exactly what checking it now gives, whatever was checked
+    before, values equal across types (1, 1.0, True, "1", -0.0) included."""
+    spec = SPECS[spec_at]
+    for raw in raws + raws[::-1]:
+        want = _v._check_input(raw, spec, role, label)
+        got = check_input(raw, spec, role=role, label=label)
+        assert _shape(got) == _shape(want), raw
+        assert got.raw == want.raw or (got.raw != got.raw and want.raw != want.raw)
