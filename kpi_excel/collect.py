@@ -1754,8 +1754,9 @@ def check_book(res: FileResult, book: Book, ctx: Context) -> None:
 
 
 #: the last names located per template: (form, sheet, names then, the NameRef of each
-#: name, what _locate_names_now gave, the names: inputs', then formula cells'); the forms of one workbook.xml share their
-#: NameRef objects, so an identical workbook.xml is recognised by them alone
+#: name, what _locate_names_now gave, the names: inputs', then formula cells'). The
+#: forms of one workbook.xml share their NameRef objects, so an identical workbook.xml
+#: is recognised by them alone
 _NAMES_SEEN: dict[int, tuple[Any, ...]] = {}
 
 
