@@ -15,6 +15,23 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+/* The first place at or after `from` where `needle` (m > 0 bytes) is in h[0:n], or -1. */
+static Py_ssize_t
+find_in(const char *h, Py_ssize_t n, Py_ssize_t from, const char *needle, Py_ssize_t m)
+{
+    if (from < 0)
+        from = 0;
+    while (from + m <= n) {
+        const char *at = memchr(h + from, needle[0], (size_t)(n - m + 1 - from));
+        if (at == NULL)
+            return -1;
+        if (memcmp(at, needle, (size_t)m) == 0)
+            return at - h;
+        from = (at - h) + 1;
+    }
+    return -1;
+}
+
 /* cut_pieces(data, prev) -> list[bytes]
  *
  * data.split(b'<c r="'), with each piece that equals the piece at the same place in
@@ -46,19 +63,7 @@ cut_pieces(PyObject *self, PyObject *args)
     }
     Py_ssize_t start = 0, i = 0;
     for (;;) {
-        /* the next token at or after pos */
-        Py_ssize_t end = -1, pos = start;
-        while (pos + tlen <= n) {
-            const char *lt = memchr(data + pos, '<', (size_t)(n - tlen + 1 - pos));
-            if (lt == NULL)
-                break;
-            pos = lt - data;
-            if (memcmp(lt, token, (size_t)tlen) == 0) {
-                end = pos;
-                break;
-            }
-            pos++;
-        }
+        Py_ssize_t end = find_in(data, n, start, token, tlen); /* the next token */
         Py_ssize_t stop = end < 0 ? n : end;
         Py_ssize_t len = stop - start;
         PyObject *piece = NULL;
@@ -768,22 +773,6 @@ fail:
  * `odd`: None), and the cell read with the text put back; None where the reference
  * answers None. env = (pieces, read_piece, odd, escaped_search, raw_type).
  */
-static Py_ssize_t
-find_in(const char *h, Py_ssize_t n, Py_ssize_t from, const char *needle, Py_ssize_t m)
-{
-    if (from < 0)
-        from = 0;
-    while (from + m <= n) {
-        const char *at = memchr(h + from, needle[0], (size_t)(n - m + 1 - from));
-        if (at == NULL)
-            return -1;
-        if (memcmp(at, needle, (size_t)m) == 0)
-            return at - h;
-        from = (at - h) + 1;
-    }
-    return -1;
-}
-
 static const struct {
     const char *open;
     Py_ssize_t olen;

@@ -785,35 +785,41 @@ def test_scan_outside_sheet_data() -> None:
     assert _fast_scan(self_closed) == _reference_scan(self_closed) == {}
 
 
+#: values and cells that fill a piece's hole, for the readers of filled pieces (also
+#: tests/test_speedups.py, which compares the C reader with the Python one on them)
+FILLED_VALUES = [
+    "", "1", "12.5", "-3E+2", "x", "a b", "高超", '"q" > r', "a_x000D_", "x005F_", "_x00",
+    "&amp;", "&#49;", "a\rb", "xmlns=", "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
+    "#DIV/0!", "TRUE",
+]  # fmt: skip
+FILLED_CELLS = [
+    'A1"><v>{}</v></c>',
+    'A1" s="2"><v>{}</v></c>',
+    'A1" s="2" t="s"><v>{}</v></c>',
+    'A1" t="str"><f>A2&amp;"x"</f><v>{}</v></c>',
+    'A1" s="3" t="str"><f>B1</f><v>{}</v></c></row><row r="2">',
+    'A1" t="e"><f>1/0</f><v>{}</v></c></row>',
+    'A1" cm="1" s="2"><f aca="false">X</f><v>{}</v></c>',
+    'A1" s="1" t="inlineStr"><is><t>{}</t></is></c>',
+    'A1" t="inlineStr"><is><t xml:space="preserve">{}</t></is></c>',
+    'A1" t="inlineStr"><is><r><t>{}</t></r><r><rPr><b/></rPr><t></t></r></is></c>',
+    'A1" t="inlineStr"><is><r><t>{}</t></r><r><t>more</t></r></is></c>',
+    'A1" t="inlineStr"><is><t>{}</t><rPh><t>a</t></rPh></is></c>',
+    'A1" t="inlineStr"><v>{}</v><is><t>{}</t></is></c>',
+    'A1" t="n"><v>{}</v></c><x/>',
+    'A1"/><v>{}</v>',
+    'A1" s="1" t="s"><v>{}</v></c></row>  <row r="3"/>\n<row r="4" spans="1:2">',
+]
+
+
 def test_filled_pieces_read_as_whole_pieces() -> None:
     """A piece read from its kept form (value or inline text left out) reads exactly
     as the piece itself, or is read whole; checked over many values and cells."""
     from kpi_excel import fastread as fr
 
-    values = ["", "1", "12.5", "-3E+2", "x", "a b", "高超", '"q" > r', "a_x000D_", "x005F_",
-              "_x00", "&amp;", "&#49;", "a\rb", "xmlns=", "http://schemas.openxmlformats.org/spreadsheetml/2006/main",
-              "#DIV/0!", "TRUE"]  # fmt: skip
-    cells = [
-        'A1"><v>{}</v></c>',
-        'A1" s="2"><v>{}</v></c>',
-        'A1" s="2" t="s"><v>{}</v></c>',
-        'A1" t="str"><f>A2&amp;"x"</f><v>{}</v></c>',
-        'A1" s="3" t="str"><f>B1</f><v>{}</v></c></row><row r="2">',
-        'A1" t="e"><f>1/0</f><v>{}</v></c></row>',
-        'A1" cm="1" s="2"><f aca="false">X</f><v>{}</v></c>',
-        'A1" s="1" t="inlineStr"><is><t>{}</t></is></c>',
-        'A1" t="inlineStr"><is><t xml:space="preserve">{}</t></is></c>',
-        'A1" t="inlineStr"><is><r><t>{}</t></r><r><rPr><b/></rPr><t></t></r></is></c>',
-        'A1" t="inlineStr"><is><r><t>{}</t></r><r><t>more</t></r></is></c>',
-        'A1" t="inlineStr"><is><t>{}</t><rPh><t>a</t></rPh></is></c>',
-        'A1" t="inlineStr"><v>{}</v><is><t>{}</t></is></c>',
-        'A1" t="n"><v>{}</v></c><x/>',
-        'A1"/><v>{}</v>',
-        'A1" s="1" t="s"><v>{}</v></c></row>  <row r="3"/>\n<row r="4" spans="1:2">',
-    ]
     filled = 0
-    for cell in cells:
-        for value in values:
+    for cell in FILLED_CELLS:
+        for value in FILLED_VALUES:
             text = cell.format(value, value)
             for piece in (text.encode(), text.encode().replace(b"x", b"\xff")):
                 fr._PIECES.clear()

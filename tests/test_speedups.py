@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_fastread import FILLED_CELLS, FILLED_VALUES
 
 from kpi_excel import fastread as fr
 
@@ -597,22 +598,9 @@ def test_read_filled_same(bits: list[bytes]) -> None:
 def test_read_filled_examples() -> None:
     """The grid of the reader's own test (every kind of cell, value and text, valid
     and broken UTF-8): C and Python agree, and most pieces are read (not None)."""
-    values = ["", "1", "12.5", "-3E+2", "x", "a b", "高超", '"q" > r', "a_x000D_", "x005F_",
-              "_x00", "&amp;", "&#49;", "a\rb", "xmlns=", fr._MAIN, "#DIV/0!", "TRUE"]  # fmt: skip
-    cells = [
-        'A1"><v>{}</v></c>',
-        'A1" s="2" t="s"><v>{}</v></c>',
-        'A1" t="str"><f>A2&amp;"x"</f><v>{}</v></c>',
-        'A1" t="e"><f>1/0</f><v>{}</v></c></row>',
-        'A1" s="1" t="inlineStr"><is><t>{}</t></is></c>',
-        'A1" t="inlineStr"><is><t xml:space="preserve">{}</t></is></c>',
-        'A1" t="inlineStr"><is><r><t>{}</t></r><r><rPr><b/></rPr><t></t></r></is></c>',
-        'A1" t="inlineStr"><v>{}</v><is><t>{}</t></is></c>',
-        'A1"/><v>{}</v>',
-    ]
     read = 0
-    for cell in cells:
-        for value in values:
+    for cell in FILLED_CELLS:
+        for value in FILLED_VALUES:
             text = cell.format(value, value)
             for piece in (text.encode(), text.encode().replace(b"x", b"\xff")):
                 c, python = _filled_both(piece)
