@@ -68,6 +68,99 @@ def test_locked_edits_are_rejected(
     assert res.total == Decimal("121.95")  # recomputed from the inputs all the same
 
 
+# Typed over a formula and nothing else: the locked cells with those formulas put back
+# are the sheet as generated (their fingerprint proves it), so the sheet need not be
+# rebuilt to compare with. Every case is checked both ways: the same result, whether
+# the sheet was rebuilt or not.
+OVER_CASES = {
+    "total-typed-over": ({"M13": 95}, None, True),
+    "formula-edited": ({"M6": "=95"}, None, True),
+    "two-formulas": ({"M6": 90, "M13": 95}, None, True),
+    "total-emptied": ({"M13": None}, None, True),
+    "emptied-mid-row": ({"K6": None, "O9": None}, None, True),  # cells after them in the row
+    "total-and-weight": ({"M13": 95, "E7": 0.1}, None, False),
+    "total-and-rule-text": ({"M13": 95, "C7": "客户满意度调查平均分，目标4分"}, None, False),
+    "total-and-meta": ({"M13": 95}, "meta", False),
+    "total-another-key": ({"M13": 95}, "key", False),
+}
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fastread", "openpyxl"])
+@pytest.mark.parametrize("case", list(OVER_CASES))
+def test_overwritten_formulas_found_without_rebuilding_the_sheet(
+    forms: Forms, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str, fast: bool
+) -> None:
+    from kpi_excel import collect as co
+
+    edits, also, quick = OVER_CASES[case]
+    f = fill(forms.blank["E001"], tmp_path / "x" / "a.xlsx", G, edits=edits)
+    data = f.read_bytes()
+    if also == "meta":
+        data = rezip(data, xml_edit(META_PART, "<t>E001</t>", "<t>E009</t>", 1))
+    kw = {"secret": b"another key"} if also == "key" else {}
+    rebuilt: list[object] = []
+    real = co._expected_plan
+
+    def counted(*args: object) -> object:
+        rebuilt.append(args)
+        return real(*args)  # type: ignore[arg-type]
+
+    d = tmp_path / "in"
+    d.mkdir()
+    (d / "a.xlsx").write_bytes(data)
+    monkeypatch.setattr(co, "_expected_plan", counted)
+    (got,) = collect([d], write=False, fast=fast, **kw).files
+    assert bool(rebuilt) is not quick
+    # the reference: the sheet rebuilt every time (nothing put back)
+    monkeypatch.setattr(co, "_restored", lambda cells, formulas: list(cells))
+    rebuilt.clear()
+    (want,) = collect([d], write=False, fast=fast, **kw).files
+    assert rebuilt
+    assert got.as_dict() == want.as_dict()
+    assert got.status == "rejected" and "formula_overwritten" in {i.kind for i in got.errors}
+    if not quick and also is None:
+        assert "locked_changed" in {i.kind for i in got.errors}
+
+
+#: edits a manager might make: formulas typed over, edited or emptied, locked text
+#: and numbers changed or emptied
+EDITS = [
+    ("M13", 95),
+    ("M13", None),
+    ("K6", 120),
+    ("K6", None),
+    ("M6", "=K6*0.65"),
+    ("O9", "=100"),
+    ("P12", 8),
+    ("M14", "A"),
+    ("E6", 0.7),
+    ("E7", 0.1),
+    ("I6", 80),
+    ("C7", "客户满意度调查平均分"),
+    ("A13", None),
+    ("H12", "是否适用"),
+]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_overwritten_formulas_with_other_edits_give_what_the_rebuilt_sheet_gives(
+    forms: Forms, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, seed: int
+) -> None:
+    import random
+
+    from kpi_excel import collect as co
+
+    rng = random.Random(seed)
+    edits = dict(rng.sample(EDITS, rng.randint(1, 4)))
+    d = tmp_path / "in"
+    fill(forms.blank["E002"], d / "a.xlsx", G, edits=edits)
+    (got,) = collect([d], write=False).files
+    monkeypatch.setattr(co, "_restored", lambda cells, formulas: list(cells))
+    (want,) = collect([d], write=False).files
+    assert got.as_dict() == want.as_dict(), edits
+    assert got.status == "rejected"
+
+
 # ------------------------------------------------------------------- sheets
 
 
