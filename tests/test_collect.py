@@ -617,6 +617,65 @@ def test_parallel_workers_give_the_same_results(collected, returned: Path, tmp_p
     ]
 
 
+def test_checking_files_leaves_no_reference_cycles(returned: Path) -> None:
+    """Workers let the garbage collector pass seldom, on the ground that checking a
+    file frees all it made as it goes: every returned file (good, damaged, typed over,
+    a copy, the wrong period...) checked with the collector off leaves nothing for it."""
+    import gc
+
+    from kpi_excel.collect import Context, _for_main, check_source, discover
+
+    sources, _skipped = discover([returned])
+    assert len(sources) >= 8
+    ctx = Context(fast=True)
+    for src in sources:  # what is kept from file to file made first
+        _for_main(check_source(src, ctx))
+    was = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(2):
+            for src in sources:
+                _for_main(check_source(src, ctx))
+        gc.collect()
+        left = list(gc.garbage)
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+        if was:
+            gc.enable()
+    assert left == []
+
+
+def test_a_worker_batch_sets_aside_what_is_kept_and_checks_as_the_main_process(
+    returned: Path,
+) -> None:
+    import gc
+
+    from kpi_excel import collect as co
+    from kpi_excel.read import DEFAULT_LIMITS
+
+    sources, _skipped = co.discover([returned])
+    threshold, ctx = gc.get_threshold(), co._WORKER_CTX
+    try:
+        co._worker_init(None, DEFAULT_LIMITS, True)
+        assert gc.get_threshold()[0] == 10_000
+        got = co._worker_check_batch(sources)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
+        co._WORKER_CTX = ctx
+    here = co.Context(fast=True, for_recalc=False)
+    want = [co._for_main(co.check_source(src, here)) for src in sources]
+
+    def key(r: object) -> dict[str, object]:
+        return {k: v for k, v in vars(r).items() if k != "seconds"}
+
+    assert [key(r) for r in got] == [key(r) for r in want]
+
+
 @pytest.mark.parametrize("files", [1, 2, 7, 63, 64, 65, 100, 2000, 10_001])
 @pytest.mark.parametrize("workers", [2, 3, 8])
 def test_batches_cover_every_file_once_and_shrink_to_the_end(files: int, workers: int) -> None:
