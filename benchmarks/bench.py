@@ -371,7 +371,8 @@ def disk_files_per_s(folder: Path, paths: list[Path]) -> float:
     """Files/s this disk takes when nothing but the files is made: files of the first
     form's bytes, under ``paths``' names, written in one process into the new folder
     ``folder`` (removed after). What the disk alone allows generate, measured in the
-    same run (a busy shared disk changes from second to second)."""
+    same run (a busy shared disk changes from second to second). The folder is left
+    for the end of the run, as the rounds' forms are."""
     folder.mkdir()
     data = paths[0].read_bytes()
     targets = [folder / p.name for p in paths]
@@ -385,8 +386,7 @@ def disk_files_per_s(folder: Path, paths: list[Path]) -> float:
         finally:
             os.close(fd)
     took = time.perf_counter() - t
-    shutil.rmtree(folder, ignore_errors=True)
-    return len(targets) / took
+    return len(targets) / took  # the folder goes with the run's (see one_round)
 
 
 #: the figures each round measures (the run reports their medians)
@@ -464,9 +464,10 @@ def one_round(
         figures["peak_rss_main_mb"] = self_mb
         figures["peak_rss_worker_mb"] = child_mb
     del coll
-    if k > 0 and not args.keep:
-        shutil.rmtree(forms, ignore_errors=True)
-        ledger.unlink(missing_ok=True)
+    # each round's forms and ledger stay until the run ends: files made just after
+    # thousands were deleted cost ext4 up to ten times the kernel time (it looks
+    # through the inodes deleted a moment ago before taking one), which a later
+    # round's generate would pay
 
     # the openpyxl baseline, on a sample
     gen = FormGenerator.from_ref(args.template, period)
@@ -584,8 +585,8 @@ def main(argv: list[str] | None = None) -> int:
         for k in range(args.repeat):
             rounds.append(one_round(args, k, root, roster, period, workers, figures))
     finally:
-        if not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
+        # (everything is removed only now: see one_round)
+        shutil.rmtree(root / "disk" if args.keep else root, ignore_errors=True)
 
     figures["rounds"] = rounds
     for key in ROUND_FIGURES:  # each figure's median over the rounds
