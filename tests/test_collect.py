@@ -902,21 +902,26 @@ def test_results_set_aside_from_the_collector_only_while_collecting(
     from kpi_excel.collect import _every, _results_set_aside
 
     assert gc.get_freeze_count() == 0
+    threshold = gc.get_threshold()
     seen: list[int] = []
+    passes_after: list[int] = []
 
     def during(_res: object) -> None:
         seen.append(gc.get_freeze_count())
+        passes_after.append(gc.get_threshold()[0])
 
     coll = collect([returned], out=tmp_path / "s.xlsx", on_file=during)
     assert coll.files and gc.get_freeze_count() == 0 and gc.isenabled()
     assert seen[0] > 0  # the discovered sources, at least, were set aside
+    # the collector passed seldom meanwhile, as it did before once the run ended
+    assert min(passes_after) >= 10_000 and gc.get_threshold() == threshold
     # frozen by the caller: nothing is frozen or unfrozen by the run
     gc.freeze()
     try:
         mine = gc.get_freeze_count()
         with _results_set_aside() as set_aside:
             set_aside()
-            assert gc.get_freeze_count() == mine
+            assert gc.get_freeze_count() == mine and gc.get_threshold() == threshold
         assert gc.get_freeze_count() == mine
     finally:
         gc.unfreeze()
