@@ -370,9 +370,9 @@ def _settle() -> None:
 def disk_files_per_s(folder: Path, paths: list[Path]) -> float:
     """Files/s this disk takes when nothing but the files is made: files of the first
     form's bytes, under ``paths``' names, written in one process into the new folder
-    ``folder`` (removed after). What the disk alone allows generate, measured in the
-    same run (a busy shared disk changes from second to second). The folder is left
-    for the end of the run, as the rounds' forms are."""
+    ``folder`` (removed when the run ends, as the rounds' forms are). What the disk
+    alone allows generate, measured in the same run (a busy shared disk changes from
+    second to second)."""
     folder.mkdir()
     data = paths[0].read_bytes()
     targets = [folder / p.name for p in paths]
