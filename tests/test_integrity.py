@@ -72,7 +72,7 @@ def test_locked_edits_are_rejected(
 # are the sheet as generated (their fingerprint proves it), so the sheet need not be
 # rebuilt to compare with. Every case is checked both ways: the same result, whether
 # the sheet was rebuilt or not.
-OVER_CASES = {
+OVER_CASES: dict[str, tuple[dict[str, object], str | None, bool]] = {
     "total-typed-over": ({"M13": 95}, None, True),
     "formula-edited": ({"M6": "=95"}, None, True),
     "two-formulas": ({"M6": 90, "M13": 95}, None, True),
@@ -97,7 +97,7 @@ def test_overwritten_formulas_found_without_rebuilding_the_sheet(
     data = f.read_bytes()
     if also == "meta":
         data = rezip(data, xml_edit(META_PART, "<t>E001</t>", "<t>E009</t>", 1))
-    kw = {"secret": b"another key"} if also == "key" else {}
+    secret = b"another key" if also == "key" else None
     rebuilt: list[object] = []
     real = co._expected_plan
 
@@ -109,12 +109,12 @@ def test_overwritten_formulas_found_without_rebuilding_the_sheet(
     d.mkdir()
     (d / "a.xlsx").write_bytes(data)
     monkeypatch.setattr(co, "_expected_plan", counted)
-    (got,) = collect([d], write=False, fast=fast, **kw).files
+    (got,) = collect([d], write=False, fast=fast, secret=secret).files
     assert bool(rebuilt) is not quick
     # the reference: the sheet rebuilt every time (nothing put back)
     monkeypatch.setattr(co, "_restored", lambda cells, formulas: list(cells))
     rebuilt.clear()
-    (want,) = collect([d], write=False, fast=fast, **kw).files
+    (want,) = collect([d], write=False, fast=fast, secret=secret).files
     assert rebuilt
     assert got.as_dict() == want.as_dict()
     assert got.status == "rejected" and "formula_overwritten" in {i.kind for i in got.errors}
@@ -124,7 +124,7 @@ def test_overwritten_formulas_found_without_rebuilding_the_sheet(
 
 #: edits a manager might make: formulas typed over, edited or emptied, locked text
 #: and numbers changed or emptied
-EDITS = [
+EDITS: list[tuple[str, object]] = [
     ("M13", 95),
     ("M13", None),
     ("K6", 120),
@@ -151,7 +151,7 @@ def test_overwritten_formulas_with_other_edits_give_what_the_rebuilt_sheet_gives
     from kpi_excel import collect as co
 
     rng = random.Random(seed)
-    edits = dict(rng.sample(EDITS, rng.randint(1, 4)))
+    edits: dict[str, object] = dict(rng.sample(EDITS, rng.randint(1, 4)))
     d = tmp_path / "in"
     fill(forms.blank["E002"], d / "a.xlsx", G, edits=edits)
     (got,) = collect([d], write=False).files
